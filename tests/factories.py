@@ -1,0 +1,64 @@
+"""Small real models for tests that need a registry with something in it, without
+running the whole training job."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import joblib
+import numpy as np
+
+from training import contract, layout
+from training.model import ModelKind, build_pipeline, to_onnx
+from training.registry import Registry
+
+
+def random_features(rows: int, seed: int) -> np.ndarray:
+    """Contract-valid encoded rows: codes drawn from each feature's allowed values."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for feature in contract.FEATURES:
+        if feature.kind is contract.Kind.CATEGORICAL:
+            codes = contract.encode_rows([{feature.name: code} for code in feature.codes])
+            column = rng.choice(codes[:, contract.FEATURE_NAMES.index(feature.name)], rows)
+        else:
+            assert feature.minimum is not None and feature.maximum is not None
+            column = rng.uniform(feature.minimum, feature.maximum, rows).round()
+        columns.append(column)
+    return np.column_stack(columns).astype(np.float32)
+
+
+def publish_model(
+    registry: Registry,
+    version: str,
+    *,
+    seed: int = 0,
+    rows: int = 600,
+    onnx: bool = True,
+    promote: bool = True,
+    manifest_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fits a small gradient-boosting pipeline on a learnable rule and publishes it."""
+    features = random_features(rows, seed)
+    catu = features[:, contract.FEATURE_NAMES.index("catu")]
+    vma = features[:, contract.FEATURE_NAMES.index("vma")]
+    labels = ((catu == 3) | (vma > 80)).astype(int)
+    pipeline = build_pipeline(ModelKind.HIST_GRADIENT_BOOSTING, seed=seed)
+    pipeline.fit(features, labels)
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    files = {layout.MODEL_JOBLIB: buffer.getvalue()}
+    if onnx:
+        files[layout.MODEL_ONNX] = to_onnx(pipeline)
+    manifest = {
+        "threshold": 0.5,
+        "contract_fingerprint": contract.contract_fingerprint(),
+        "data": {"fingerprint": f"fingerprint-{seed}", "class_balance": {}},
+        "metrics": {"roc_auc": 0.9},
+        **(manifest_extra or {}),
+    }
+    published = registry.publish(version, files, manifest)
+    if promote:
+        registry.promote(version, reason="test")
+    return published

@@ -1,0 +1,37 @@
+"""One exception hierarchy for the training package; entry points turn it into a
+one-line message and a non-zero exit code."""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Base class: the message is shown to the user as is, on one line."""
+
+
+class BaacFormatError(TrainingError):
+    """A BAAC table is missing, unreadable or not in a known layout."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class DownloadError(TrainingError):
+    """The official BAAC files could not be fetched."""
+
+
+class StorageError(TrainingError):
+    """The storage backend is unreachable, refused the credentials, or lacks a key."""
+
+
+class ObjectNotFoundError(StorageError):
+    """The key does not exist in the storage."""
+
+
+class RegistryError(TrainingError):
+    """The model registry is inconsistent or an artifact failed verification."""
+
+
+class ArtifactVerificationError(RegistryError):
+    """A model file's checksum or a manifest's contract does not match."""
