@@ -1,0 +1,173 @@
+"""Helpers for tests that start real servers on loopback ports (moto S3, uvicorn,
+Prometheus, ...). A plain module, not a conftest: import it as ``tests.support``."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now. The kernel may hand it out again before
+    the server binds it; on a test machine that race is rare enough to accept."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float = 20.0,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Return once ``url`` answers with any HTTP status; fail after ``timeout`` seconds,
+    or as soon as ``process`` dies (with the end of its ``log`` in the message)."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerStartError(
+                f"{url}: server exited with code {process.returncode}{_tail(log)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return
+        except urllib.error.HTTPError:
+            # Any status code means the server is up and routing requests.
+            return
+        except OSError as error:
+            last_error = error
+        time.sleep(0.1)
+    raise ServerStartError(f"{url}: no answer within {timeout:.0f} s ({last_error}){_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- server output ---\n" + "\n".join(text)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)
+
+
+@contextlib.contextmanager
+def running_process(
+    command: Sequence[str],
+    *,
+    ready_url: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command``, wait until ``ready_url`` answers, yield the process, and stop
+    it on exit. Output goes to a temp file (a pipe nobody reads would eventually block
+    the server) and is shown if the server fails to start."""
+    with tempfile.TemporaryDirectory(prefix="test-server-") as folder:
+        log = Path(folder) / "output.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                list(command),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+            )
+            try:
+                wait_for_http(ready_url, timeout=timeout, process=process, log=log)
+                yield process
+            finally:
+                stop_process(process)
+
+
+def moto_server_command(port: int) -> list[str]:
+    """The real moto S3 server: the console script installed next to this Python,
+    or the module when the script is missing (an unusual install layout)."""
+    script = Path(sys.executable).parent / "moto_server"
+    if script.exists():
+        return [str(script), "-H", LOOPBACK, "-p", str(port)]
+    found = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if found:
+        return [found, "-H", LOOPBACK, "-p", str(port)]
+    return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    process: subprocess.Popen[bytes]
+
+    @functools.cached_property
+    def admin(self) -> Any:
+        """A boto3 client for test set-up (path-style, as the storage layer talks),
+        built once: creating a client costs about 0.1 s."""
+        import boto3.session
+        from botocore.config import Config
+
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        return session.client(
+            "s3", endpoint_url=self.endpoint_url, config=Config(s3={"addressing_style": "path"})
+        )
+
+    def make_bucket(self) -> str:
+        """Create a fresh, uniquely named bucket and return its name."""
+        bucket = f"test-{uuid.uuid4().hex[:20]}"
+        self.admin.create_bucket(Bucket=bucket)
+        return bucket
+
+
+def moto_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a moto server process: ours, without AWS settings that
+    could make it reach out or pick up a developer's profile."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def moto_s3_server(*, env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
+    """A fresh ``moto_server`` on a free loopback port, stopped on exit."""
+    port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
+    with running_process(
+        moto_server_command(port),
+        ready_url=f"{endpoint}/moto-api/",
+        env=moto_env(env),
+    ) as process:
+        yield S3Server(endpoint_url=endpoint, process=process)
