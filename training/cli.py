@@ -1,0 +1,189 @@
+"""``python -m training``: synthesize, download, build, train, and manage models.
+
+Every command ends with one result on stdout (JSON where it is data), logs go to
+stderr, and a failure is one line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from training.errors import TrainingError
+from training.logs import configure_logging
+
+log = logging.getLogger("training")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from training.synthetic import DriftKind, synthesize
+
+    files = synthesize(
+        args.out,
+        accidents=args.accidents,
+        seed=args.seed,
+        year=args.year,
+        drift=DriftKind(args.drift) if args.drift else None,
+    )
+    _print_json({table: str(path) for table, path in files.items()})
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from training.download import download_year
+
+    files = download_year(args.year, args.out)
+    _print_json({table: str(path) for table, path in files.items()})
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from training.dataset import build_dataset
+
+    _print_json(build_dataset(args.raw, args.out, seed=args.seed))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainingSettings, summary_json, train
+
+    overrides = {
+        "raw_uri": args.raw,
+        "registry_uri": args.registry,
+        "model_name": args.model_name,
+        "model_kind": args.model_kind,
+        "promote": args.promote,
+        "force": True if args.force else None,
+    }
+    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
+    print(summary_json(train(settings)))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from training.registry import Registry
+    from training.storage import open_storage
+    from training.train import TrainingSettings
+
+    overrides = {"registry_uri": args.registry, "model_name": args.model_name}
+    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
+    registry = Registry(open_storage(settings.registry_uri), settings.model_name)
+    if args.models_command == "list":
+        production = registry.alias_version()
+        rows = []
+        for version in registry.versions():
+            manifest = registry.manifest(version)
+            rows.append(
+                {
+                    "version": version,
+                    "production": version == production,
+                    "created_at": manifest.get("created_at"),
+                    "model_kind": manifest.get("model_kind"),
+                    "roc_auc": manifest.get("metrics", {}).get("roc_auc"),
+                    "data_fingerprint": manifest.get("data", {}).get("fingerprint", "")[:12],
+                }
+            )
+        _print_json({"model": settings.model_name, "production": production, "versions": rows})
+    elif args.models_command == "show":
+        _print_json(registry.manifest(args.version))
+    else:
+        _print_json(registry.promote(args.version, reason=args.reason))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from training.demo import run_demo
+
+    run_demo(args.workdir, accidents=args.accidents)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synthesize", help="write synthetic BAAC tables (original format)")
+    synth.add_argument("--out", type=Path, required=True, help="folder to write the tables to")
+    synth.add_argument("--accidents", type=int, default=56_000, help="accidents (default 56000)")
+    synth.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    synth.add_argument("--year", type=int, default=2021, help="file layout year (default 2021)")
+    synth.add_argument("--drift", default=None, help="generate drifted data of this kind")
+    synth.set_defaults(handler=_synthesize)
+
+    download = commands.add_parser("download", help="download a year's tables from data.gouv.fr")
+    download.add_argument("--year", type=int, required=True)
+    download.add_argument("--out", type=Path, required=True)
+    download.set_defaults(handler=_download)
+
+    build = commands.add_parser("build", help="build the modelling dataset; prints its summary")
+    build.add_argument("--raw", type=Path, required=True, help="folder with the BAAC tables")
+    build.add_argument("--out", type=Path, required=True, help="output folder")
+    build.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+    build.set_defaults(handler=_build)
+
+    train = commands.add_parser(
+        "train",
+        help="train, evaluate, publish and maybe promote a model",
+        description="Options left out are read from TRAINING_* environment variables.",
+    )
+    train.add_argument("--raw", default=None, help="folder, s3:// URI or synthetic://")
+    train.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
+    train.add_argument("--model-name", default=None)
+    train.add_argument("--model-kind", default=None, help="hist-gradient-boosting|random-forest")
+    train.add_argument("--promote", default=None, help="auto (default), never or force")
+    train.add_argument("--force", action="store_true", help="train even without new labelled data")
+    train.set_defaults(handler=_train)
+
+    models = commands.add_parser("models", help="list, show and promote registry versions")
+    models.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
+    models.add_argument("--model-name", default=None)
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="every version, production marked")
+    show = models_commands.add_parser("show", help="a version's manifest")
+    show.add_argument("version")
+    promote = models_commands.add_parser("promote", help="point production at a version")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="manual promotion", help="recorded in the alias")
+    models.set_defaults(handler=_models)
+
+    demo = commands.add_parser("demo", help="the local end-to-end demo on embedded defaults")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    demo.add_argument("--accidents", type=int, default=56_000)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        code: int = args.handler(args)
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
