@@ -105,13 +105,6 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from training.demo import run_demo
-
-    run_demo(args.workdir, accidents=args.accidents)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -161,10 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="manual promotion", help="recorded in the alias")
     models.set_defaults(handler=_models)
 
-    demo = commands.add_parser("demo", help="the local end-to-end demo on embedded defaults")
-    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
-    demo.add_argument("--accidents", type=int, default=56_000)
-    demo.set_defaults(handler=_demo)
     return parser
 
 

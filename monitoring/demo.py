@@ -1,0 +1,412 @@
+"""The local end-to-end demo (``make demo``): one command, embedded defaults, no network.
+
+Synthesize BAAC tables, train and promote a first model into a local registry, start
+the scorer (and a Pushgateway when the Debian ``prometheus-pushgateway`` binary is
+installed), send normal traffic, run the drift job (no drift expected), send drifted
+traffic with delayed feedback labels, run the drift job again (drift: a local retrain
+runs, and its label guard and promotion gate decide), then check whether the scorer
+picked up a newly promoted version and summarise where the reports are.
+
+Every process it starts is a child started with Popen and is stopped in ``finally``,
+whatever happens; servers listen on free ports of 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from monitoring.errors import MonitoringError
+from monitoring.job import run_drift
+from monitoring.settings import MonitoringSettings, RetrainMode
+from monitoring.simulate import contract_rows, simulate, synthetic_table
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+MARKER = ".monitoring-demo"
+PUSHGATEWAY_BINARY = "prometheus-pushgateway"
+# The scorer polls its alias this often, so a promoted version is served within it.
+SCORER_POLL_SECONDS = 1.0
+SCORER_FLUSH_SECONDS = 1.0
+PICKUP_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workdir: Path
+    accidents: int = 20_000
+    """Training accidents: 20,000 instead of a year's 56,000 keeps the demo (which
+    trains twice) well under five minutes on two cores."""
+    drift: str = "night-rural"
+    rate: float = 150.0
+    seconds: float = 8.0
+    """Length of each traffic phase at the target rate: rate x seconds requests (1,200,
+    above the drift job's 1,000 minimum); a slower scorer stretches the phase."""
+    traffic_accidents: int = 6000
+    feedback_share: float = 0.5
+    feedback_delay: float = 0.5
+    pushgateway: bool = True
+    seed: int = 42
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body; an HTTP error status is an answer, not an exception."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our URL)
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
+
+
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], *, timeout: float, what: str, log_file: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise MonitoringError(
+                f"{what} exited with code {process.returncode} before it was ready; see {log_file}"
+            )
+        with contextlib.suppress(OSError):
+            if http_get(url)[0] == 200:
+                return
+        time.sleep(0.2)
+    raise MonitoringError(f"{what} not ready at {url} within {timeout:.0f} s; see {log_file}")
+
+
+def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """SIGTERM (the scorer flushes its inference log), then SIGKILL after ``grace``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)
+
+
+@contextlib.contextmanager
+def child(
+    command: list[str], *, env: Mapping[str, str], log_file: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    output: IO[bytes] = log_file.open("wb")
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env),
+        )
+        try:
+            yield process
+        finally:
+            stop(process)
+    finally:
+        output.close()
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """A fresh folder: one left by an earlier demo (it carries the marker) is emptied;
+    anything else that is not empty is refused rather than deleted."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise MonitoringError(
+                f"{workdir} exists and was not made by the demo: remove it or pass --workdir"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("created by python -m monitoring demo; safe to delete\n")
+
+
+def scorer_metric(base_url: str, name: str) -> float:
+    """One unlabelled sample of the scorer's /metrics (0 when absent)."""
+    status, body = http_get(f"{base_url}/metrics")
+    if status != 200:
+        return 0.0
+    for line in body.decode("utf-8", errors="replace").splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{}"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_for_flush(base_url: str, rows: int, *, timeout: float = 20.0) -> float:
+    """Until the scorer has written ``rows`` rows to its inference log."""
+    deadline = time.monotonic() + timeout
+    written = 0.0
+    while time.monotonic() < deadline:
+        written = scorer_metric(base_url, "triage_inference_log_rows_written_total")
+        if written >= rows:
+            return written
+        time.sleep(0.25)
+    return written
+
+
+def served_version(base_url: str) -> str | None:
+    import json
+
+    status, body = http_get(f"{base_url}/ready")
+    return str(json.loads(body).get("model_version")) if status == 200 else None
+
+
+def _drift_settings(
+    options: DemoOptions, registry: Path, raw: Path, start: datetime, pushgateway: str | None
+) -> MonitoringSettings:
+    end = datetime.now(UTC) + timedelta(seconds=1)
+    values: dict[str, Any] = {
+        "registry_uri": str(registry),
+        "window_end": end,
+        # The window is exactly one traffic phase, so each run judges one kind of traffic.
+        "window_hours": (end - start).total_seconds() / 3600,
+        "retrain_mode": RetrainMode.LOCAL,
+        "training_raw_uri": str(raw),
+        "pushgateway_url": pushgateway,
+    }
+    return MonitoringSettings(**values)
+
+
+def _check_traffic(phase: str, traffic: Mapping[str, Any], scorer_log: Path) -> None:
+    """A drift run on a phase the scorer mostly refused would only say "insufficient
+    data": stop here with the reason instead."""
+    minimum = MonitoringSettings.model_fields["min_rows"].default
+    if traffic["ok"] < minimum:
+        raise MonitoringError(
+            f"{phase} traffic: the scorer answered {traffic['ok']} of {traffic['sent']} "
+            f"requests (statuses {traffic['statuses']}), the drift job needs {minimum}; "
+            f"see {scorer_log}"
+        )
+
+
+def _short(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "status": summary.get("status"),
+        "dataset_drift": summary.get("dataset_drift"),
+        "prediction_drift": summary.get("prediction_drift"),
+        "share_of_drifted_columns": summary.get("share_of_drifted_columns"),
+        "drifted_features": summary.get("drifted_features"),
+        "rows": summary.get("rows", {}).get("current"),
+        "prioritaire_share": {
+            side: summary.get("prediction", {}).get(side, {}).get("prioritaire_share")
+            for side in ("reference", "current")
+        },
+        "retrain": summary.get("retrain"),
+        "report": summary.get("report"),
+        "seconds": summary.get("seconds"),
+    }
+
+
+def run_demo(options: DemoOptions) -> dict[str, Any]:
+    from training.synthetic import synthesize
+    from training.train import TrainingSettings, train
+
+    started = time.perf_counter()
+    workdir = options.workdir.resolve()
+    prepare_workdir(workdir)
+    raw, registry = workdir / "raw", workdir / "registry"
+    result: dict[str, Any] = {"workdir": str(workdir), "options": {**options.__dict__}}
+
+    log.info("demo 1/7: synthesizing BAAC tables", extra={"accidents": options.accidents})
+    synthesize(raw, accidents=options.accidents, seed=options.seed, year=2021)
+    log.info("demo 2/7: training and promoting the first model")
+    # Keyword arguments through a dict: mypy has no pydantic plugin here and would take
+    # every field with a default for a required argument.
+    training_values: dict[str, Any] = {"raw_uri": str(raw), "registry_uri": str(registry)}
+    first = train(TrainingSettings(**training_values))
+    result["first_model"] = {k: first.get(k) for k in ("version", "promoted", "reason", "metrics")}
+
+    normal_rows, normal_labels = contract_rows(
+        synthetic_table(options.traffic_accidents, seed=options.seed + 1000)
+    )
+    drifted_rows, drifted_labels = contract_rows(
+        synthetic_table(options.traffic_accidents, seed=options.seed + 2000, drift=options.drift)
+    )
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "SCORER_REGISTRY_URI": str(registry),
+        "SCORER_API_KEY": secrets.token_urlsafe(24),
+        "SCORER_POLL_INTERVAL_SECONDS": str(SCORER_POLL_SECONDS),
+        "SCORER_INFERENCE_LOG_FLUSH_SECONDS": str(SCORER_FLUSH_SECONDS),
+        "SCORER_RETRAIN_MODE": "disabled",
+        "SCORER_GRACEFUL_SHUTDOWN_SECONDS": "2",
+        "SCORER_SHUTDOWN_FLUSH_SECONDS": "3",
+    }
+    with contextlib.ExitStack() as stack:
+        pushgateway_url = None
+        binary = shutil.which(PUSHGATEWAY_BINARY)
+        if options.pushgateway and binary:
+            port = free_port()
+            pushgateway_url = f"http://{LOOPBACK}:{port}"
+            log_file = workdir / "pushgateway.log"
+            gateway = stack.enter_context(
+                child(
+                    # No persistence: Debian's default file is under /var/lib.
+                    [binary, f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="],
+                    env=os.environ,
+                    log_file=log_file,
+                )
+            )
+            wait_until_ready(
+                f"{pushgateway_url}/-/ready",
+                gateway,
+                timeout=20,
+                what="Pushgateway",
+                log_file=log_file,
+            )
+        result["pushgateway"] = pushgateway_url or (
+            "not started (--no-pushgateway)"
+            if not options.pushgateway
+            else f"not started ({PUSHGATEWAY_BINARY} not installed)"
+        )
+
+        log.info("demo 3/7: starting the scorer")
+        port = free_port()
+        base_url = f"http://{LOOPBACK}:{port}"
+        log_file = workdir / "scorer.log"
+        scorer = stack.enter_context(
+            child(
+                [sys.executable, "-m", "service", "--host", LOOPBACK, "--port", str(port)],
+                env=env,
+                log_file=log_file,
+            )
+        )
+        wait_until_ready(f"{base_url}/ready", scorer, timeout=60, what="scorer", log_file=log_file)
+        result["scorer"] = {"url": base_url, "log": str(log_file)}
+
+        log.info("demo 4/7: normal traffic", extra={"rate": options.rate})
+        normal_start = datetime.now(UTC) - timedelta(seconds=1)
+        normal = simulate(
+            base_url,
+            normal_rows,
+            normal_labels,
+            rate=options.rate,
+            duration=options.seconds,
+            seed=options.seed,
+        )
+        _check_traffic("normal", normal, log_file)
+        wait_for_flush(base_url, normal["ok"])
+        result["normal_traffic"] = normal
+        log.info("demo 5/7: drift job on the normal traffic")
+        result["drift_run_normal"] = _short(
+            run_drift(_drift_settings(options, registry, raw, normal_start, pushgateway_url))
+        )
+
+        log.info("demo 6/7: drifted traffic", extra={"drift": options.drift})
+        drifted_start = datetime.now(UTC) - timedelta(seconds=1)
+        drifted = simulate(
+            base_url,
+            drifted_rows,
+            drifted_labels,
+            rate=options.rate,
+            duration=options.seconds,
+            feedback_share=options.feedback_share,
+            feedback_delay=options.feedback_delay,
+            seed=options.seed + 1,
+        )
+        _check_traffic("drifted", drifted, log_file)
+        wait_for_flush(base_url, normal["ok"] + drifted["ok"])
+        result["drifted_traffic"] = drifted
+        log.info("demo 7/7: drift job on the drifted traffic")
+        second = run_drift(_drift_settings(options, registry, raw, drifted_start, pushgateway_url))
+        result["drift_run_drifted"] = _short(second)
+
+        training = second.get("retrain", {}).get("training") or {}
+        new_version = training.get("version") if training.get("promoted") else None
+        served = served_version(base_url)
+        if new_version:
+            deadline = time.monotonic() + PICKUP_TIMEOUT_SECONDS
+            while served != new_version and time.monotonic() < deadline:
+                time.sleep(0.25)
+                served = served_version(base_url)
+        result["served_version"] = {
+            "before": first.get("version"),
+            "promoted": new_version,
+            "after": served,
+            "picked_up": bool(new_version) and served == new_version,
+        }
+        if pushgateway_url:
+            _, body = http_get(f"{pushgateway_url}/metrics")
+            result["pushed_metrics"] = [
+                line
+                for line in body.decode("utf-8", errors="replace").splitlines()
+                if line.startswith("triage_drift_") and "feature" not in line
+            ]
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def format_report(result: Mapping[str, Any]) -> str:
+    """The human-readable end of the demo."""
+    normal, drifted = result["drift_run_normal"], result["drift_run_drifted"]
+    served = result["served_version"]
+    retrain = drifted.get("retrain") or {}
+    training = retrain.get("training") or {}
+
+    def traffic(name: str) -> str:
+        t = result[name]
+        latency = t["latency_ms"]
+        return (
+            f"{t['ok']}/{t['sent']} answered at {t['achieved_rate']} req/s, "
+            f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
+            f"prioritaire {t['prioritaire_share']}"
+        )
+
+    def run(summary: Mapping[str, Any]) -> str:
+        return (
+            f"{summary['status']} (dataset drift {summary['dataset_drift']}, share "
+            f"{summary['share_of_drifted_columns']}, prediction drift "
+            f"{summary['prediction_drift']}; drifted: "
+            f"{', '.join(summary.get('drifted_features') or []) or 'none'})"
+        )
+
+    lines = [
+        "",
+        f"Demo finished in {result['seconds']} s (workdir {result['workdir']})",
+        f"  first model        {result['first_model']['version']} "
+        f"(ROC-AUC {result['first_model']['metrics']['roc_auc']:.3f})",
+        f"  normal traffic     {traffic('normal_traffic')}",
+        f"  drift run 1        {run(normal)}",
+        f"  drifted traffic    {traffic('drifted_traffic')} "
+        f"({result['options']['drift']}, {result['drifted_traffic']['feedback']['sent']} labels)",
+        f"  drift run 2        {run(drifted)}",
+        f"  retrain            {'started' if retrain.get('triggered') else 'not started'}: "
+        f"{retrain.get('reason')}",
+    ]
+    if training:
+        lines.append(
+            f"  training result    {training.get('status')}, version {training.get('version')}, "
+            f"promoted {training.get('promoted')}: {training.get('reason')}"
+        )
+    lines.append(
+        f"  scorer serves      {served['after']}"
+        + (" (picked up the promoted version)" if served["picked_up"] else "")
+    )
+    lines += [
+        f"  HTML report 1      {normal['report'].get('html')}",
+        f"  HTML report 2      {drifted['report'].get('html')}",
+        f"  Pushgateway        {result['pushgateway']}",
+    ]
+    lines += [f"    {line}" for line in result.get("pushed_metrics", [])]
+    return "\n".join(lines)

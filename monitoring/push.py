@@ -1,0 +1,98 @@
+"""The drift job's metrics, pushed to a Prometheus Pushgateway (``job="drift"``).
+
+A batch job is gone before Prometheus could scrape it, hence the push. Each run
+replaces the whole group (HTTP PUT), so a metric the run did not set (the per-feature
+scores of an "insufficient data" run) disappears instead of showing a stale value. The
+gauges are registered on a fresh ``CollectorRegistry`` per push: nothing global, and
+nothing the scorer's registry could collide with. Names and meanings are in
+``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import push_to_gateway
+
+from monitoring.errors import PushError
+
+log = logging.getLogger(__name__)
+
+JOB = "drift"
+
+
+def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
+    """The gauges of one run, from its summary (see :func:`monitoring.job.run_drift`)."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labelnames, registry=registry)
+
+    rows = summary.get("rows", {})
+    gauge("triage_drift_current_rows", "Live rows analysed in the last run.").set(
+        rows.get("current", 0)
+    )
+    gauge("triage_drift_reference_rows", "Reference rows analysed in the last run.").set(
+        rows.get("reference", 0)
+    )
+    insufficient = summary.get("status") == "insufficient-data"
+    gauge("triage_drift_insufficient_data", "1 when the window had too few rows to judge.").set(
+        1 if insufficient else 0
+    )
+
+    if not insufficient:
+        gauge("triage_drift_dataset_drift", "1 when Evidently found dataset drift.").set(
+            1 if summary.get("dataset_drift") else 0
+        )
+        gauge(
+            "triage_drift_prediction_drift",
+            "1 when the predicted probabilities or class mix drifted.",
+        ).set(1 if summary.get("prediction_drift") else 0)
+        gauge("triage_drift_share_drifted_columns", "Share of features that drifted.").set(
+            summary.get("share_of_drifted_columns") or 0.0
+        )
+        score = gauge(
+            "triage_drift_feature_score",
+            "Drift score of each feature (p-value or distance, see summary.json's method).",
+            ("feature",),
+        )
+        drifted = gauge(
+            "triage_drift_feature_drifted", "1 when that feature drifted.", ("feature",)
+        )
+        for feature, column in summary.get("columns", {}).items():
+            if column.get("score") is not None:
+                score.labels(feature=feature).set(column["score"])
+            drifted.labels(feature=feature).set(1 if column.get("drifted") else 0)
+        share = gauge(
+            "triage_drift_prediction_share", "Share of prioritaire predictions.", ("source",)
+        )
+        for source in ("reference", "current"):
+            value = summary.get("prediction", {}).get(source, {}).get("prioritaire_share")
+            if value is not None:
+                share.labels(source=source).set(value)
+
+    retrain = summary.get("retrain", {})
+    gauge("triage_drift_retrain_triggered", "1 when the last run started a retrain Job.").set(
+        1 if retrain.get("triggered") else 0
+    )
+    last_retrain = retrain.get("last_triggered_timestamp")
+    if last_retrain is not None:
+        gauge(
+            "triage_drift_last_retrain_timestamp_seconds", "When a run last started a retrain."
+        ).set(last_retrain)
+    gauge("triage_drift_last_success_timestamp_seconds", "When a run last completed.").set(
+        summary.get("finished_timestamp", 0)
+    )
+    return registry
+
+
+def push(url: str, registry: CollectorRegistry, *, timeout: float) -> None:
+    """PUT the registry's metrics as the ``job="drift"`` group."""
+    try:
+        push_to_gateway(url, job=JOB, registry=registry, timeout=timeout)
+    except OSError as error:  # URLError and HTTPError are OSErrors
+        raise PushError(f"cannot push metrics to the Pushgateway at {url}: {error}") from error
+    log.info("metrics pushed", extra={"pushgateway": url, "job": JOB})

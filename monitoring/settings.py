@@ -1,0 +1,157 @@
+"""Settings of the drift job: one object, built in the entry point and passed down.
+
+Every field is also read from the environment with the ``MONITORING_`` prefix
+(``MONITORING_REGISTRY_URI``, ``MONITORING_PUSHGATEWAY_URL``, ...), so the same
+``python -m monitoring drift`` runs unchanged as a Kubernetes CronJob.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training import layout
+
+DEFAULT_MODEL_NAME = "accident-severity"
+DEFAULT_TRAINING_CRONJOB = "accident-triage-training"
+
+
+class RetrainMode(StrEnum):
+    LOCAL = "local"
+    """Run ``python -m training train`` as a subprocess and wait for it."""
+    KUBERNETES = "kubernetes"
+    """Create a Job from the training CronJob through the API server."""
+    DISABLED = "disabled"
+    """Report the decision, start nothing."""
+
+
+class MonitoringSettings(BaseSettings):
+    """Settings of ``python -m monitoring drift`` (env prefix ``MONITORING_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MONITORING_", extra="forbid")
+
+    # --- where things are --------------------------------------------------------
+    registry_uri: str = Field(
+        ".registry", description="Storage root of the model registry (file:// or s3://)."
+    )
+    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
+    inference_log_uri: str | None = Field(
+        None,
+        description="Storage root the scorer writes inference-logs/ under; "
+        "default: the registry's root.",
+    )
+    report_uri: str | None = Field(
+        None,
+        description="Storage root reports/drift/ is written under; default: the registry's root.",
+    )
+    storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
+
+    # --- what is compared ----------------------------------------------------------
+    window_hours: float = Field(
+        24.0, gt=0, description="Length of the window of live rows, ending at window_end."
+    )
+    window_end: datetime | None = Field(
+        None, description="End of the window (ISO 8601, UTC if no offset); default: now."
+    )
+    min_rows: int = Field(
+        1000,
+        ge=1,
+        description="Fewer live rows than this in the window: report 'insufficient data', "
+        "judge nothing, trigger nothing. Below about 1,000 rows the sampling noise of "
+        "the distances reaches their thresholds (see docs/drift.md).",
+    )
+    max_current_rows: int = Field(
+        50_000,
+        ge=1,
+        description="Cap on the live rows compared: a uniform sample of the window when it "
+        "has more, so memory stays bounded whatever the traffic.",
+    )
+    max_reference_rows: int = Field(
+        50_000, ge=1, description="Cap on the reference rows compared (uniform sample)."
+    )
+    sample_seed: int = Field(0, description="Seed of both samples, for reproducible reports.")
+
+    # --- how drift is judged ---------------------------------------------------------
+    drift_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Dataset drift when at least this share of the contract's features "
+        "drifted: 0.1 is 3 of 26 (Evidently's DataDriftPreset drift_share; its default "
+        "0.5 misses drift concentrated on a few features, see docs/drift.md).",
+    )
+    column_threshold: float | None = Field(
+        None,
+        gt=0,
+        description="Per-feature drift threshold for every feature; default: the threshold "
+        "of the method Evidently picks (0.1 for the distances, 0.05 for p-values).",
+    )
+
+    retrain_on_prediction_drift: bool = Field(
+        True,
+        description="Also retrain when the model's outputs drifted (probability "
+        "distribution or predicted class mix) without dataset drift: a shift in one "
+        "strong feature, such as the victims' age, moves the predictions first.",
+    )
+
+    # --- where results go ------------------------------------------------------------
+    pushgateway_url: str | None = Field(
+        None, description="Pushgateway base URL (http://host:9091); unset: push nothing."
+    )
+    push_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of the push.")
+
+    # --- what a drift starts ---------------------------------------------------------
+    retrain_mode: RetrainMode = Field(
+        RetrainMode.LOCAL,
+        description="local: run the training command; kubernetes: create a Job from the "
+        "training CronJob; disabled: only report the decision.",
+    )
+    cooldown_hours: float = Field(
+        24.0,
+        ge=0,
+        description="No new retrain within this long after the last one a drift run started.",
+    )
+    namespace: str | None = Field(
+        None,
+        description="Namespace of the training CronJob; default: the pod's own namespace "
+        "(service account), else 'default'.",
+    )
+    training_cronjob: str = Field(
+        DEFAULT_TRAINING_CRONJOB, description="Name of the training CronJob (kubernetes mode)."
+    )
+    training_raw_uri: str | None = Field(
+        None,
+        description="--raw passed to the local training command; default: the training "
+        "job's own TRAINING_RAW_URI.",
+    )
+    training_timeout_seconds: float = Field(
+        1800.0, gt=0, description="Longest a local training subprocess may run."
+    )
+    dry_run: bool = Field(
+        False, description="Decide and print the retrain command or Job, start nothing."
+    )
+
+    @model_validator(mode="after")
+    def _check_caps(self) -> MonitoringSettings:
+        if self.max_current_rows < self.min_rows:
+            raise ValueError(
+                f"max_current_rows ({self.max_current_rows}) is below min_rows "
+                f"({self.min_rows}): no window could ever be judged"
+            )
+        return self
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return layout.validate_name("model name", value)
+
+    @property
+    def effective_inference_log_uri(self) -> str:
+        return self.inference_log_uri or self.registry_uri
+
+    @property
+    def effective_report_uri(self) -> str:
+        return self.report_uri or self.registry_uri

@@ -1,0 +1,164 @@
+"""Helpers of the monitoring tests: a small real model with its reference sample in a
+registry, and inference logs written exactly as the scorer writes them. A plain module
+(import it as ``tests.monitoring.support``); the fixtures are in conftest.py."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from monitoring.simulate import contract_rows, synthetic_table
+from training import contract, layout
+from training.model import ModelKind, build_pipeline, positive_probability
+from training.registry import Registry
+from training.storage import Storage, open_storage
+from training.train import reference_sample
+
+MODEL_NAME = "accident-severity"
+VERSION = "20260101t000000-testtest"
+THRESHOLD = 0.5
+TRAIN_ACCIDENTS = 8000
+REFERENCE_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A registry with one promoted version (model + reference), and the pipeline to
+    score live rows with the same model."""
+
+    registry_uri: str
+    pipeline: Any
+
+    def probability(self, table: pd.DataFrame) -> np.ndarray:
+        return positive_probability(self.pipeline, contract.encode_frame(table))
+
+
+def publish_trained_model(root: Path) -> TrainedModel:
+    table = synthetic_table(TRAIN_ACCIDENTS, seed=1)
+    pipeline = build_pipeline(ModelKind.HIST_GRADIENT_BOOSTING, seed=0)
+    features = contract.encode_frame(table)
+    pipeline.fit(features, table[contract.TARGET].to_numpy(dtype=int))
+    reference = reference_sample(
+        table, positive_probability(pipeline, features), THRESHOLD, REFERENCE_ROWS, seed=0
+    )
+    model_bytes = io.BytesIO()
+    joblib.dump(pipeline, model_bytes)
+    reference_bytes = io.BytesIO()
+    reference.to_parquet(reference_bytes, index=False)
+    registry = Registry(open_storage(str(root)), MODEL_NAME)
+    registry.publish(
+        VERSION,
+        {layout.MODEL_JOBLIB: model_bytes.getvalue(), layout.REFERENCE: reference_bytes.getvalue()},
+        {
+            "threshold": THRESHOLD,
+            "contract_fingerprint": contract.contract_fingerprint(),
+            "data": {"fingerprint": "test"},
+        },
+    )
+    registry.promote(VERSION, reason="test")
+    return TrainedModel(str(root), pipeline)
+
+
+def _feature_type(feature: contract.Feature) -> pa.DataType:
+    if feature.is_string_coded:
+        return pa.string()
+    if feature.kind is contract.Kind.NUMERICAL and not feature.integer:
+        return pa.float64()
+    return pa.int64()
+
+
+# The scorer's inference-log schema: layout's columns, types from the contract.
+INFERENCE_LOG_SCHEMA = pa.schema(
+    [
+        pa.field(layout.REQUEST_ID, pa.string()),
+        pa.field(layout.TIMESTAMP, pa.timestamp("us", tz="UTC")),
+        pa.field(layout.MODEL_VERSION, pa.string()),
+        pa.field(layout.PROBABILITY, pa.float64()),
+        pa.field(layout.PREDICTION, pa.int64()),
+        *(pa.field(f.name, _feature_type(f)) for f in contract.FEATURES),
+    ]
+)
+assert tuple(INFERENCE_LOG_SCHEMA.names) == layout.INFERENCE_LOG_COLUMNS
+
+
+def inference_log_parquet(
+    records: list[tuple[str, float, str, float, int, dict[str, Any]]],
+) -> bytes:
+    """One inference-log file: (request id, epoch seconds, version, probability,
+    prediction, features) per row."""
+    columns = {
+        layout.REQUEST_ID: [r[0] for r in records],
+        layout.TIMESTAMP: [datetime.fromtimestamp(r[1], UTC) for r in records],
+        layout.MODEL_VERSION: [r[2] for r in records],
+        layout.PROBABILITY: [r[3] for r in records],
+        layout.PREDICTION: [r[4] for r in records],
+        **{name: [r[5].get(name) for r in records] for name in contract.FEATURE_NAMES},
+    }
+    table = pa.Table.from_pydict(columns, schema=INFERENCE_LOG_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class LiveRows:
+    """Request bodies as the scorer validated them, and the model's probabilities."""
+
+    features: list[dict[str, Any]]
+    probability: np.ndarray
+
+
+def live_rows(model: TrainedModel, rows: int, *, seed: int, drift: str | None = None) -> LiveRows:
+    """Synthetic accidents through the real loader, scored by the model as the scorer
+    scores a request (``encode_rows`` of the JSON body): what it would have logged."""
+    # A few more accidents than rows: some lack a required feature and are left out,
+    # as the scorer would refuse them.
+    features, _ = contract_rows(synthetic_table(int(rows * 1.1) + 50, seed=seed, drift=drift))
+    features = features[:rows]
+    probability = positive_probability(model.pipeline, contract.encode_rows(features))
+    return LiveRows(features, probability)
+
+
+def write_inference_logs(
+    storage: Storage,
+    live: LiveRows,
+    *,
+    end: datetime,
+    span: timedelta = timedelta(hours=1),
+    files: int = 3,
+    host: str = "scorer-0",
+    version: str = VERSION,
+) -> int:
+    """Writes the rows as the scorer would, in ``files`` parquet files, with timestamps
+    spread over ``[end - span, end)``. Returns the row count."""
+    count = len(live.features)
+    stamps = np.linspace((end - span).timestamp(), end.timestamp() - 1e-3, count)
+    records = [
+        (
+            f"req-{host}-{i}",
+            float(stamps[i]),
+            version,
+            float(live.probability[i]),
+            int(live.probability[i] >= THRESHOLD),
+            live.features[i],
+        )
+        for i in range(count)
+    ]
+    for part, chunk in enumerate(np.array_split(np.arange(count), files)):
+        if len(chunk) == 0:
+            continue
+        flushed = datetime.fromtimestamp(float(stamps[chunk[-1]]), UTC) + timedelta(
+            microseconds=part
+        )
+        key = layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, flushed, host)
+        storage.write_bytes(key, inference_log_parquet([records[i] for i in chunk]))
+    return count
