@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training import layout
 
-DEFAULT_MODEL_NAME = "accident-severity"
+DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 DEFAULT_TRAINING_CRONJOB = "accident-triage-training"
 
 

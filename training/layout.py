@@ -34,6 +34,7 @@ REFERENCE = "reference.parquet"
 MANIFEST = "manifest.json"
 
 PRODUCTION_ALIAS = "production"
+DEFAULT_MODEL_NAME = "accident-severity"
 
 # Names become storage keys and Kubernetes label values: keep them to that alphabet.
 _NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")

@@ -45,7 +45,7 @@ from training.synthetic import DriftKind, synthesize
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "accident-severity"
+DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "skl2onnx", "onnxruntime", "joblib")
 
 

@@ -1,0 +1,71 @@
+"""``python -m service [--host H] [--port P]``: the scorer under uvicorn.
+
+Settings come from ``SCORER_*`` variables (see ``service/settings.py``); a bad value
+is one line on stderr and exit code 2. One worker per process: scale with replicas
+(the metrics registry is per process, as Prometheus scrapes each pod).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from service.settings import ScorerSettings
+
+    try:
+        settings = ScorerSettings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SCORER_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.request_context import RequestIdLogFilter
+    from training.errors import TrainingError
+    from training.logs import configure_logging
+
+    try:
+        app = create_app(settings)
+    except TrainingError as error:  # e.g. a malformed storage URI
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdLogFilter())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        # None: uvicorn's loggers propagate to the root JSON handler set up above.
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(1, round(settings.graceful_shutdown_seconds)),
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

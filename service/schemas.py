@@ -1,0 +1,321 @@
+"""Request and response bodies. The feature model is generated from the contract, so a
+new code or a changed range in ``training/contract.py`` changes the API (and its
+OpenAPI document) with no edit here.
+
+The feature model is strict: integer features take JSON integers, decimal ones take
+numbers, ``dep`` takes a string code ("33", "2A"); strings for numbers, booleans and
+unknown fields are refused with 422. ``null`` or a left-out optional feature means "not
+filled", as BAAC's -1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from training import contract
+
+Label = Literal["prioritaire", "non-prioritaire"]
+Confidence = Literal["high", "medium", "low"]
+
+REQUEST_ID_MAX_LENGTH = 128
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+"""Accepted request ids (X-Request-ID header, feedback): they become log fields and
+parquet values, so no spaces, quotes or control characters."""
+
+# Meanings are listed in the field description when they fit; the department list is
+# too long and is the INSEE list anyway.
+_MAX_CODES_DESCRIBED = 40
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+_VERSION = "20261125t193000-1a2b3c4d"
+
+
+def _describe(feature: contract.Feature) -> str:
+    parts = [feature.description, f"Source: {feature.source}."]
+    if feature.codes and len(feature.codes) <= _MAX_CODES_DESCRIBED:
+        meanings = "; ".join(f"{code}: {meaning}" for code, meaning in feature.codes.items())
+        parts.append(f"Codes: {meanings}.")
+    if not feature.required:
+        parts.append("Optional: null or absent means not filled.")
+    return " ".join(parts)
+
+
+def _feature_type(feature: contract.Feature) -> Any:
+    if feature.kind is contract.Kind.CATEGORICAL:
+        return Literal[tuple(feature.codes)]
+    if feature.integer:
+        return Annotated[int, Field(ge=feature.minimum, le=feature.maximum)]
+    return Annotated[float, Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False)]
+
+
+def _feature_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for feature in contract.FEATURES:
+        kind = _feature_type(feature)
+        info = Field(description=_describe(feature), examples=[feature.example])
+        if feature.required:
+            fields[feature.name] = (kind, info)
+        else:
+            info = Field(None, description=_describe(feature), examples=[feature.example])
+            fields[feature.name] = (kind | None, info)
+    return fields
+
+
+class _StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _FeaturesBase(_StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [contract.example_row()]})
+
+
+AccidentFeatures: type[BaseModel] = create_model(
+    "AccidentFeatures",
+    __base__=_FeaturesBase,
+    __doc__="One accident, described by the most severely hurt person, their vehicle, "
+    "the place and the circumstances (BAAC codes).",
+    **_feature_fields(),
+)
+
+
+def feature_row(features: BaseModel) -> dict[str, Any]:
+    """The validated row as the contract's raw dict. ``__dict__`` holds exactly the
+    declared fields (extra ones are forbidden), and costs nothing, unlike model_dump."""
+    return features.__dict__
+
+
+class Prediction(BaseModel):
+    """The triage of one accident."""
+
+    prediction: Literal[0, 1] = Field(description="1: prioritaire, 0: non-prioritaire.")
+    label: Label = Field(description="The prediction's name.")
+    probability: float = Field(
+        ge=0, le=1, description="Model probability that the case is prioritaire."
+    )
+    confidence: Confidence = Field(
+        description="Distance of the probability from the decision threshold: 'high' at "
+        "0.3 or more, 'medium' at 0.15 or more, else 'low' (defaults; see "
+        "SCORER_CONFIDENCE_*_MARGIN)."
+    )
+    model_version: str = Field(description="Registry version of the model that scored it.")
+    request_id: str = Field(
+        description="Id of this prediction (the request's, or '<request id>-<row>' in a "
+        "batch); send it back with POST /feedback."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prediction": 1,
+                    "label": "prioritaire",
+                    "probability": 0.87,
+                    "confidence": "high",
+                    "model_version": "20261125t193000-1a2b3c4d",
+                    "request_id": "5f0c2e7d9a8b4c3d",
+                }
+            ]
+        }
+    )
+
+
+class BatchPrediction(BaseModel):
+    """One prediction per input row, in the input's order."""
+
+    model_config = _examples(
+        {
+            "model_version": _VERSION,
+            "request_id": "5f0c2e7d",
+            "predictions": [
+                {
+                    "prediction": 0,
+                    "label": "non-prioritaire",
+                    "probability": 0.12,
+                    "confidence": "high",
+                    "model_version": _VERSION,
+                    "request_id": "5f0c2e7d-0",
+                }
+            ],
+        }
+    )
+
+    model_version: str = Field(description="Version that scored every row of the batch.")
+    request_id: str = Field(description="Id of the request; row i has '<request_id>-<i>'.")
+    predictions: list[Prediction]
+
+
+def batch_request_model(limit: int) -> type[BaseModel]:
+    """The batch body, with the configured row limit in its schema."""
+    return create_model(
+        "BatchPredictionRequest",
+        __base__=_StrictModel,
+        __doc__=f"Up to {limit} accidents scored in one model call.",
+        rows=(
+            list[AccidentFeatures],
+            Field(min_length=1, max_length=limit, description=f"1 to {limit} accidents."),
+        ),
+    )
+
+
+class FeedbackRequest(_StrictModel):
+    """The true severity of an accident scored earlier (by its request id), or of an
+    accident given in full (its features)."""
+
+    request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN)] | None = Field(
+        None,
+        description="request_id of the prediction (a batch row's is '<request id>-<i>'). "
+        "Required unless features are sent.",
+    )
+    label: Literal[0, 1] = Field(description="True class: 1 prioritaire, 0 non-prioritaire.")
+    features: AccidentFeatures | None = Field(
+        None,
+        description="The accident's features, when the label is for a row that was not "
+        "scored here (or to be independent of the inference log).",
+    )
+
+    @model_validator(mode="after")
+    def _identified(self) -> Self:
+        if self.request_id is None and self.features is None:
+            raise ValueError("send a request_id, the features, or both")
+        return self
+
+
+class FeedbackReceipt(BaseModel):
+    model_config = _examples(
+        {
+            "status": "stored",
+            "request_id": "5f0c2e7d9a8b4c3d",
+            "label": "prioritaire",
+            "key": "feedback/date=2026-11-25/scorer-7d9f-20261125T193000123456Z.parquet",
+        }
+    )
+
+    status: Literal["stored"] = "stored"
+    request_id: str = Field(description="Request id the label is stored under.")
+    label: Label
+    key: str = Field(description="Storage key of the stored feedback file.")
+
+
+class Health(BaseModel):
+    model_config = _examples({"status": "ok"})
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    model_config = _examples(
+        {"status": "ready", "model_version": _VERSION, "detail": None},
+        {"status": "not ready", "model_version": None, "detail": "loading"},
+    )
+
+    status: Literal["ready", "not ready"]
+    model_version: str | None = None
+    detail: str | None = None
+
+
+class Stats(BaseModel):
+    """Counts since this process started (per pod; Prometheus has the totals)."""
+
+    model_config = _examples(
+        {
+            "started_at": "2026-11-25T19:30:00+00:00",
+            "uptime_seconds": 3600.0,
+            "predictions": 1200,
+            "by_label": {"non-prioritaire": 900, "prioritaire": 300},
+            "by_confidence": {"high": 700, "medium": 320, "low": 180},
+            "by_model_version": {_VERSION: 1200},
+        }
+    )
+
+    started_at: str
+    uptime_seconds: float
+    predictions: int
+    by_label: dict[str, int]
+    by_confidence: dict[str, int]
+    by_model_version: dict[str, int]
+
+
+class ReloadResult(BaseModel):
+    model_config = _examples(
+        {
+            "status": "loaded",
+            "version": _VERSION,
+            "previous_version": "20261101t020000-9f8e7d6c",
+            "load_seconds": 0.042,
+        }
+    )
+
+    status: Literal["loaded", "unchanged"]
+    version: str
+    previous_version: str | None = None
+    load_seconds: float | None = None
+
+
+class RetrainRequest(_StrictModel):
+    reason: str = Field(
+        "manual retrain via POST /retrain",
+        max_length=200,
+        description="Why; recorded on the Kubernetes Job and in the logs.",
+    )
+
+
+class RetrainAccepted(BaseModel):
+    model_config = _examples(
+        {
+            "status": "accepted",
+            "mode": "kubernetes",
+            "run": "accident-triage-training-3f9a1c2b7e",
+            "detail": "Job triage/accident-triage-training-3f9a1c2b7e created from CronJob "
+            "accident-triage-training; a promoted version is picked up by the next alias poll",
+        }
+    )
+
+    status: Literal["accepted"] = "accepted"
+    mode: Literal["local", "kubernetes"]
+    run: str = Field(description="The local run's process id or the Kubernetes Job name.")
+    detail: str
+
+
+class ErrorBody(BaseModel):
+    model_config = _examples({"detail": "no model is loaded yet", "request_id": "5f0c2e7d"})
+
+    detail: str
+    request_id: str | None = None
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. body.catu.")
+    reason: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    model_config = _examples(
+        {
+            "detail": [
+                {
+                    "field": "body.catu",
+                    "reason": "Input should be 1, 2 or 3",
+                    "type": "literal_error",
+                }
+            ],
+            "request_id": "5f0c2e7d",
+        }
+    )
+
+    detail: list[FieldProblem]
+    request_id: str | None = None
+
+
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not JSON text (e.g. not UTF-8)."},
+    413: {"model": ErrorBody, "description": "The body is over SCORER_MAX_BODY_BYTES."},
+    422: {"model": ValidationErrorBody, "description": "Invalid body: each field and why."},
+}
+"""Answers any endpoint that reads a JSON body may give, documented on each."""

@@ -1,0 +1,203 @@
+"""Scoring validated rows: the float32 matrix, one model call, the per-row answer,
+and the bookkeeping (metrics, /stats counts, inference log).
+
+This is the hot path. What it does not do, on purpose: no pandas DataFrame (1.5-3 ms
+per request), no scikit-learn call (the registry's ONNX session answers in tens of
+microseconds), no per-row metric lookups (label children are resolved per version),
+no thread hand-off for small inputs (the call is shorter than the hand-off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from service.inference_log import InferenceLog, LogChunk
+from service.metrics import LABELS, TIERS, ScorerMetrics
+from service.model_holder import LoadedModel
+from training import contract
+
+THREAD_MODEL_ROWS = 256
+"""From this many rows the model call goes to a worker thread (onnxruntime releases
+the GIL), so a big batch does not stall the single-row requests around it."""
+
+_DEP = contract.FEATURES_BY_NAME["dep"]
+_DEP_COLUMN = contract.FEATURE_NAMES.index("dep")
+_NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class ConfidenceTiers:
+    """``high`` when |probability - threshold| >= high_margin, ``medium`` when it is
+    >= medium_margin, else ``low``."""
+
+    high_margin: float
+    medium_margin: float
+
+    def index(self, probability: float, threshold: float) -> int:
+        margin = abs(probability - threshold)
+        if margin >= self.high_margin:
+            return 0
+        return 1 if margin >= self.medium_margin else 2
+
+    def indices(self, probabilities: np.ndarray, threshold: float) -> np.ndarray:
+        margin = np.abs(probabilities - threshold)
+        return np.where(margin >= self.high_margin, 0, np.where(margin >= self.medium_margin, 1, 2))
+
+
+@dataclass
+class ScoringStats:
+    """Counts since start for GET /stats; plain ints updated on the event loop."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_monotonic: float = field(default_factory=time.monotonic)
+    predictions: int = 0
+    by_label: list[int] = field(default_factory=lambda: [0, 0])
+    by_tier: list[int] = field(default_factory=lambda: [0, 0, 0])
+    by_version: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
+            "predictions": self.predictions,
+            "by_label": dict(zip(LABELS, self.by_label, strict=True)),
+            "by_confidence": dict(zip(TIERS, self.by_tier, strict=True)),
+            "by_model_version": dict(self.by_version),
+        }
+
+
+def encode_batch(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Column-wise twin of ``contract.encode_rows`` for validated rows (a test checks
+    they agree). Validation already made every value an int, a float, a known
+    department string or None, so each column is one numpy conversion (None becomes
+    NaN) instead of one ``encode_value`` call per cell: about ten times faster on a
+    1,000-row batch."""
+    matrix = np.empty((len(rows), len(contract.FEATURES)), dtype=np.float32)
+    for index, feature in enumerate(contract.FEATURES):
+        name = feature.name
+        if feature is _DEP:
+            column = [contract.encode_value(_DEP, row[name]) for row in rows]
+        else:
+            column = [row[name] for row in rows]
+        matrix[:, index] = np.asarray(column, dtype=np.float64)
+    return matrix
+
+
+def encode_one(row: Mapping[str, Any]) -> np.ndarray:
+    """Single-row twin of ``contract.encode_rows`` for a validated row (a test checks
+    they agree): half the cost, as it skips the per-cell type probing that raw rows
+    need and validated ones do not."""
+    values = [_NAN if (value := row[name]) is None else value for name in contract.FEATURE_NAMES]
+    values[_DEP_COLUMN] = contract.encode_value(_DEP, row["dep"])
+    return np.array((values,), dtype=np.float32)
+
+
+class Scorer:
+    def __init__(
+        self,
+        metrics: ScorerMetrics,
+        tiers: ConfidenceTiers,
+        inference_log: InferenceLog | None,
+        stats: ScoringStats,
+    ) -> None:
+        self.metrics = metrics
+        self.tiers = tiers
+        self.inference_log = inference_log
+        self.stats = stats
+
+    def score_one(
+        self, loaded: LoadedModel, row: Mapping[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        matrix = encode_one(row)
+        probabilities = loaded.model.predict_proba(matrix)
+        probability = float(probabilities[0])
+        prediction = 1 if probability >= loaded.threshold else 0
+        tier = self.tiers.index(probability, loaded.threshold)
+        version = loaded.version
+        self.metrics.record_one(version, prediction, probability, tier)
+        stats = self.stats
+        stats.predictions += 1
+        stats.by_label[prediction] += 1
+        stats.by_tier[tier] += 1
+        stats.by_version[version] = stats.by_version.get(version, 0) + 1
+        if self.inference_log is not None:
+            self.inference_log.add(
+                LogChunk(
+                    (request_id,),
+                    time.time(),
+                    version,
+                    loaded.threshold,
+                    probabilities,
+                    matrix,
+                    (row["lat"],),
+                    (row["long"],),
+                )
+            )
+        return {
+            "prediction": prediction,
+            "label": LABELS[prediction],
+            "probability": probability,
+            "confidence": TIERS[tier],
+            "model_version": version,
+            "request_id": request_id,
+        }
+
+    async def score_many(
+        self, loaded: LoadedModel, rows: Sequence[Mapping[str, Any]], request_id: str
+    ) -> list[dict[str, Any]]:
+        matrix = encode_batch(rows)
+        if len(rows) >= THREAD_MODEL_ROWS:
+            probabilities = await asyncio.to_thread(loaded.model.predict_proba, matrix)
+        else:
+            probabilities = loaded.model.predict_proba(matrix)
+        threshold = loaded.threshold
+        predictions = (probabilities >= threshold).astype(np.int64)
+        tiers = self.tiers.indices(probabilities, threshold)
+        positives = int(predictions.sum())
+        tier_counts = np.bincount(tiers, minlength=3).tolist()
+        version = loaded.version
+        count = len(rows)
+        self.metrics.record_many(version, positives, count, probabilities, tier_counts)
+        stats = self.stats
+        stats.predictions += count
+        stats.by_label[1] += positives
+        stats.by_label[0] += count - positives
+        for tier, tier_count in enumerate(tier_counts):
+            stats.by_tier[tier] += tier_count
+        stats.by_version[version] = stats.by_version.get(version, 0) + count
+        row_ids = [f"{request_id}-{i}" for i in range(count)]
+        if self.inference_log is not None:
+            self.inference_log.add(
+                LogChunk(
+                    row_ids,
+                    time.time(),
+                    version,
+                    threshold,
+                    probabilities,
+                    matrix,
+                    [row["lat"] for row in rows],
+                    [row["long"] for row in rows],
+                )
+            )
+        probability_list = probabilities.tolist()
+        prediction_list = predictions.tolist()
+        return [
+            {
+                "prediction": prediction,
+                "label": LABELS[prediction],
+                "probability": probability,
+                "confidence": TIERS[tier],
+                "model_version": version,
+                "request_id": row_id,
+            }
+            for prediction, probability, tier, row_id in zip(
+                prediction_list, probability_list, tiers.tolist(), row_ids, strict=True
+            )
+        ]

@@ -1,0 +1,187 @@
+"""The scorer's one settings object, read from ``SCORER_*`` environment variables.
+
+Built once in the entry point (or a test) and passed to :func:`service.app.create_app`;
+nothing reads the environment after that.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training import layout
+
+DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
+
+
+class RetrainMode(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+    DISABLED = "disabled"
+
+
+class ScorerSettings(BaseSettings):
+    """Settings of ``python -m service``; every field is read from the environment with
+    the ``SCORER_`` prefix, e.g. ``SCORER_REGISTRY_URI`` or ``SCORER_API_KEY``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORER_", extra="forbid")
+
+    # --- the model -------------------------------------------------------------
+    registry_uri: str = Field(
+        ".registry",
+        description="Storage root of the model registry: a folder, file:///abs/path or "
+        "s3://bucket/prefix (endpoint and credentials from the AWS_* variables).",
+    )
+    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
+    alias: str = Field(
+        layout.PRODUCTION_ALIAS, description="Alias whose version is served and followed."
+    )
+    poll_interval_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How often the alias pointer is checked for a new version; 0 turns "
+        "hot reload off (POST /model/reload still works).",
+    )
+    storage_max_attempts: int = Field(
+        3, ge=1, description="Attempts per storage call (registry, inference log, feedback)."
+    )
+    storage_connect_timeout_seconds: float = Field(
+        2.0, gt=0, description="Connect timeout of one storage call attempt."
+    )
+    storage_read_timeout_seconds: float = Field(
+        10.0, gt=0, description="Read timeout of one storage call attempt."
+    )
+
+    # --- requests ---------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key of the admin endpoints (POST /model/reload, POST /retrain), sent "
+        "in the X-API-Key header. Unset: the admin endpoints answer 403.",
+    )
+    batch_limit: int = Field(
+        1000, ge=1, le=100_000, description="Most rows accepted by POST /predict/batch."
+    )
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest request body accepted; larger ones get 413. Must hold "
+        "batch_limit rows (about 600 bytes each).",
+    )
+
+    # --- confidence tiers ---------------------------------------------------------
+    confidence_high_margin: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="A prediction is 'high' confidence when |probability - threshold| >= "
+        "this margin.",
+    )
+    confidence_medium_margin: float = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="'medium' when the margin is at least this (and below the high one), "
+        "else 'low'.",
+    )
+
+    # --- inference log ---------------------------------------------------------
+    inference_log_enabled: bool = Field(
+        True, description="Log every scored row for the drift job and for feedback joins."
+    )
+    inference_log_uri: str | None = Field(
+        None,
+        description="Storage root of the inference log and the feedback labels; unset: "
+        "the registry's. The training job reads feedback from its registry storage.",
+    )
+    inference_log_flush_rows: int = Field(
+        1000, ge=1, description="Flush as soon as this many rows are waiting."
+    )
+    inference_log_flush_seconds: float = Field(
+        10.0, gt=0, description="Flush at least this often when rows are waiting."
+    )
+    inference_log_buffer_rows: int = Field(
+        100_000,
+        ge=2,
+        description="Most rows kept in memory while the storage is down; beyond it the "
+        "oldest are dropped (and counted).",
+    )
+    inference_log_retry_max_seconds: float = Field(
+        60.0, gt=0, description="Longest wait between two flush attempts while failing."
+    )
+
+    # --- shutdown ---------------------------------------------------------------
+    graceful_shutdown_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Time given to in-flight requests after SIGTERM. With "
+        "shutdown_flush_seconds it must fit in the pod's terminationGracePeriodSeconds.",
+    )
+    shutdown_flush_seconds: float = Field(
+        10.0, gt=0, description="Time given to the last inference-log flush on shutdown."
+    )
+
+    # --- retraining ---------------------------------------------------------------
+    retrain_mode: RetrainMode = Field(
+        RetrainMode.LOCAL,
+        description="What POST /retrain does: 'local' runs the training command as a "
+        "subprocess, 'kubernetes' creates a Job from the training CronJob, 'disabled' "
+        "refuses.",
+    )
+    retrain_raw_uri: str | None = Field(
+        None,
+        description="Local mode: --raw passed to the training command (unset: the "
+        "training job's own default or TRAINING_RAW_URI).",
+    )
+    retrain_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Local mode: a training subprocess running longer is killed."
+    )
+    retrain_cronjob: str = Field(
+        "accident-triage-training",
+        description="Kubernetes mode: name of the training CronJob the Job is created from.",
+    )
+    retrain_namespace: str | None = Field(
+        None,
+        description="Kubernetes mode: namespace of the CronJob; unset: the pod's own "
+        "(read from the service account).",
+    )
+
+    # --- process ------------------------------------------------------------------
+    log_level: str = Field("INFO", description="Logging level of the JSON logs.")
+    access_log: bool = Field(
+        False, description="uvicorn's per-request access log (costs about 6% throughput)."
+    )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        # A chart renders an unset secret as an empty variable: that means "no key",
+        # never "the empty string is the key".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return layout.validate_name("model name", value)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return layout.validate_name("alias", value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.confidence_medium_margin > self.confidence_high_margin:
+            raise ValueError(
+                "confidence_medium_margin must not exceed confidence_high_margin "
+                f"({self.confidence_medium_margin} > {self.confidence_high_margin})"
+            )
+        return self
+
+    @property
+    def log_storage_uri(self) -> str:
+        return self.inference_log_uri or self.registry_uri

@@ -1,0 +1,27 @@
+"""Everything one scorer app owns, built by the app factory and kept on
+``app.state.scorer``; routes reach it through ``service.dependencies``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.feedback import FeedbackStore
+from service.inference_log import InferenceLog
+from service.metrics import ScorerMetrics
+from service.model_holder import ModelHolder
+from service.retrain import RetrainLauncher
+from service.scoring import Scorer, ScoringStats
+from service.settings import ScorerSettings
+
+
+@dataclass
+class ScorerState:
+    settings: ScorerSettings
+    metrics: ScorerMetrics
+    holder: ModelHolder
+    scorer: Scorer
+    stats: ScoringStats
+    inference_log: InferenceLog | None
+    feedback: FeedbackStore
+    retrain: RetrainLauncher
+    host: str

@@ -1,0 +1,47 @@
+"""Request ids reach the logs: the filter adds them to records emitted while serving."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from service.request_context import (
+    RequestIdLogFilter,
+    current_request_id,
+    read_headers,
+)
+from training.logs import JsonFormatter
+
+
+def test_log_records_carry_the_request_id() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("tests.service.request-id")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("outside")
+        token = current_request_id.set("abc-123")
+        try:
+            logger.warning("inside", extra={"rows": 3})
+        finally:
+            current_request_id.reset(token)
+    finally:
+        logger.removeHandler(handler)
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "request_id" not in outside
+    assert inside["request_id"] == "abc-123"
+    assert inside["rows"] == 3
+
+
+def test_headers_give_a_safe_id_and_the_length() -> None:
+    assert read_headers([(b"x-request-id", b"a.b:c-1"), (b"content-length", b"12")]) == (
+        "a.b:c-1",
+        12,
+    )
+    assert read_headers([(b"x-request-id", b"a\nb"), (b"content-length", b"-1")]) == (None, None)
+    assert read_headers([(b"x-request-id", b"ok\n")]) == (None, None)
+    assert read_headers([]) == (None, None)
