@@ -2,12 +2,13 @@
 scorer serving a model trained by the training CLI, a real Prometheus Pushgateway and a
 real Prometheus scraping both (with the alert rules loaded), all on loopback ports.
 
-Two stand-ins are meant to be swapped for the real programs once those are settled:
-
-* :func:`send_scorer_traffic` plays the traffic simulator (``python -m monitoring
-  simulate``): valid and invalid predictions, a batch, feedback and a refused retrain;
-* :func:`push_drift_metrics` plays the drift job's push (``python -m monitoring
-  drift``): every ``job="drift"`` metric of docs/metrics.md, on a fresh registry.
+The traffic comes from the real simulator (``python -m monitoring simulate``, drifted
+rows with delayed feedback labels) and the drift metrics from the real drift job
+(``python -m monitoring drift``, which detects that drift, retrains locally and pushes).
+:func:`send_scorer_traffic` adds what a well-behaved simulator never sends: invalid
+requests, a batch and a refused retrain, for the error and validation panels.
+:func:`push_drift_metrics` is only used to script the rendered previews
+(``TRIAGE_RENDER_DASHBOARDS``), where drift must come and go on cue.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ def populated(live_stack: LiveStack) -> Iterator[LiveStack]:
         if RENDER_FOLDER:
             _render_scenario(live_stack, traffic)
         else:
-            push_drift_metrics(live_stack.pushgateway_url)
+            _simulate_and_run_drift_job(live_stack)
         wait_for_series(
             live_stack.prometheus_url,
             [
@@ -313,6 +314,41 @@ def populated(live_stack: LiveStack) -> Iterator[LiveStack]:
     finally:
         traffic.stop()
     assert not traffic.errors, traffic.errors[:5]
+
+
+def _run_module(*args: str, timeout: float = 300) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+    )
+    assert result.returncode == 0, f"{args[:2]} failed:\n{result.stderr[-3000:]}"
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def _simulate_and_run_drift_job(stack: LiveStack) -> None:
+    """Drifted traffic through the real simulator, then the real drift job: it must see
+    the drift, start a local retrain (the feedback labels are new data) and push."""
+    simulated = _run_module(
+        "monitoring", "simulate", "--url", stack.scorer_url, "--rate", "60",
+        "--duration", "8", "--drift", "night-rural", "--accidents", "3000", "--seed", "5",
+        "--feedback-share", "0.3", "--feedback-delay", "0.5", "--no-progress",
+    )  # fmt: skip
+    assert simulated["errors"] == 0, simulated
+    # The scorer flushes its inference log every second.
+    time.sleep(3)
+    drift = _run_module(
+        "monitoring", "drift", "--registry", str(stack.registry),
+        "--pushgateway-url", stack.pushgateway_url, "--min-rows", "200",
+        "--retrain-mode", "local", "--training-raw", "synthetic://?accidents=3000",
+    )  # fmt: skip
+    assert drift["dataset_drift"] is True, drift
+    assert drift["retrain"]["triggered"] is True, drift["retrain"]
 
 
 def _render_scenario(stack: LiveStack, traffic: TrafficLoop) -> None:
