@@ -54,3 +54,4 @@ bench: venv ## Run the benchmarks under bench/ and print their figures
 .PHONY: clean
 clean: ## Remove the demo folder and caches (keeps the virtual environment)
 	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+include k8s/local.mk

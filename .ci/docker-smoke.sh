@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Docker smoke test, fully offline: build both images with `--network none` from a
+# debootstrap base and a host-side wheelhouse, train a small model with the jobs
+# image, serve it with the scorer image, and check it from the host.
+#
+#   bash .ci/docker-smoke.sh            # what CI runs (tests/docker/ calls it too)
+#   KEEP_IMAGES=0 bash .ci/docker-smoke.sh   # also remove the two images at the end
+#
+# Every container runs as the image's non-root uid, with a read-only root filesystem
+# (--read-only) and /tmp as the only writable path (the chart's emptyDir), all
+# capabilities dropped and no-new-privileges. The scorer uses the host network and
+# binds 127.0.0.1: no traffic ever goes to a container's bridge address.
+#
+# Starts dockerd itself when no engine answers (installing docker.io and debootstrap
+# with apt-get when they are missing), and stops it again at the end.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+BASE_IMAGE="${BASE_IMAGE:-triage-base:bookworm}"
+TAG="${TAG:-smoke}"
+SCORER_IMAGE="accident-triage-scorer:$TAG"
+JOBS_IMAGE="accident-triage-jobs:$TAG"
+WHEELHOUSE="$ROOT/.wheelhouse"
+WHEEL_CACHE="${WHEEL_CACHE:-/var/cache/accident-triage/wheelhouse}"
+EXPECTED_UID=10001
+READY_TIMEOUT="${READY_TIMEOUT:-90}"
+# The chart's emptyDir for /tmp, as a tmpfs.
+TMPFS=(--tmpfs /tmp:rw,nosuid,nodev,size=256m,mode=1777)
+HARDENING=(--read-only "${TMPFS[@]}" --cap-drop ALL --security-opt no-new-privileges)
+
+started=$SECONDS
+step() { printf '\n== [%4ss] %s\n' "$((SECONDS - started))" "$*"; }
+fail() {
+    if [ -n "${container:-}" ]; then
+        echo "--- last scorer logs:" >&2
+        docker logs --tail 30 "$container" >&2 2>&1 || true
+    fi
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+work="$(mktemp -d /tmp/triage-smoke.XXXXXX)"
+container=""
+dockerd_pid=""
+cleanup() {
+    if [ -n "$container" ]; then
+        docker logs "$container" >"$work/scorer.log" 2>&1 || true
+        docker rm -f "$container" >/dev/null 2>&1 || true
+    fi
+    if [ "${KEEP_IMAGES:-1}" = "0" ]; then
+        docker image rm -f "$SCORER_IMAGE" "$JOBS_IMAGE" >/dev/null 2>&1 || true
+    fi
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# --- 1. an engine ---------------------------------------------------------------
+step "docker engine"
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || fail "missing $*; install them (needs root)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+if ! docker info >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] || fail "no docker engine answers and only root can start dockerd"
+    dockerd >"$work/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$dockerd_pid" 2>/dev/null || {
+            tail -20 "$work/dockerd.log" >&2
+            fail "dockerd exited"
+        }
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || fail "dockerd did not answer within 60 s"
+    echo "started dockerd (pid $dockerd_pid)"
+fi
+
+# --- 2. base image and wheelhouse -------------------------------------------------
+step "base image $BASE_IMAGE (debootstrap, cached)"
+bash .ci/docker-base-image.sh "$BASE_IMAGE"
+
+step "wheelhouse (the venv's exact versions, cached until they change)"
+# The wheels of exactly the versions installed in the project's venv (what the tests
+# ran against), downloaded in parallel with no resolver run, kept outside the work
+# tree so a fresh clone (CI) reuses them, and hard-linked into the build context.
+# Debian's python3 in the base is 3.11 on glibc 2.36, like the host.
+"$PYTHON" .ci/wheel_pins.py service training monitoring |
+    grep -v '^setuptools==' >"$work/pins.txt"
+echo 'setuptools>=68' >>"$work/pins.txt" # the build backend (pyproject.toml)
+stamp="$(sha256sum "$work/pins.txt" | cut -c1-16)"
+if [ "$(cat "$WHEEL_CACHE/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$WHEEL_CACHE.new"
+    mkdir -p "$WHEEL_CACHE.new"
+    # --only-binary first; the few sdist-only projects are built into wheels after.
+    xargs -P 8 -I{} sh -c '"$1" -m pip download --quiet --disable-pip-version-check \
+        --no-deps --only-binary=:all: -d "$2" "$3" 2>/dev/null || echo "$3" >>"$2/.sdist"' \
+        _ "$PYTHON" "$WHEEL_CACHE.new" {} <"$work/pins.txt"
+    if [ -s "$WHEEL_CACHE.new/.sdist" ]; then
+        "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+            -w "$WHEEL_CACHE.new" -r "$WHEEL_CACHE.new/.sdist" 2>/dev/null
+        rm -f "$WHEEL_CACHE.new/.sdist"
+    fi
+    echo "$stamp" >"$WHEEL_CACHE.new/.stamp"
+    rm -rf "$WHEEL_CACHE"
+    mv "$WHEEL_CACHE.new" "$WHEEL_CACHE"
+fi
+rm -rf "$WHEELHOUSE"
+cp -al "$WHEEL_CACHE" "$WHEELHOUSE" 2>/dev/null || cp -a "$WHEEL_CACHE" "$WHEELHOUSE"
+echo "$(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
+
+# --- 3. the two images, with no network at all ----------------------------------------
+build_args=(
+    --network none
+    --build-arg "BASE_IMAGE=$BASE_IMAGE"
+    --build-arg PIP_NO_INDEX=1
+    --build-arg "REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+)
+step "docker build --target scorer --network none"
+docker build --quiet "${build_args[@]}" --target scorer -t "$SCORER_IMAGE" . >/dev/null
+step "docker build --target jobs --network none"
+docker build --quiet "${build_args[@]}" --target jobs -t "$JOBS_IMAGE" . >/dev/null
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' |
+    grep -E "^(accident-triage-(scorer|jobs):$TAG|$BASE_IMAGE) " || true
+
+for image in "$SCORER_IMAGE" "$JOBS_IMAGE"; do
+    user="$(docker image inspect --format '{{.Config.User}}' "$image")"
+    [ "$user" = "$EXPECTED_UID:$EXPECTED_UID" ] || fail "$image runs as '$user'"
+done
+[ "$(docker image inspect --format '{{.Config.Healthcheck.Test}}' "$SCORER_IMAGE")" != "[]" ] ||
+    fail "$SCORER_IMAGE has no HEALTHCHECK"
+
+# --- 4. a model, trained by the jobs image (non-root, read-only root) -----------------
+step "train a small model with the jobs image"
+registry="$work/registry"
+logs="$work/inference-logs"
+mkdir -p "$registry" "$logs"
+chown "$EXPECTED_UID:$EXPECTED_UID" "$registry" "$logs" 2>/dev/null || chmod 0777 "$registry" "$logs"
+docker run --rm --network none "${HARDENING[@]}" \
+    -v "$registry:/registry" \
+    -e TRAINING_RAW_URI='synthetic://?accidents=3000&seed=7' \
+    -e TRAINING_REGISTRY_URI=/registry \
+    -e TRAINING_REFERENCE_ROWS=2000 \
+    "$JOBS_IMAGE" python -m training train >"$work/train.json" 2>"$work/train.log" || {
+    tail -20 "$work/train.log" >&2
+    fail "training in the jobs image failed"
+}
+grep -q '"promoted": true' "$work/train.json" || {
+    cat "$work/train.json" >&2
+    fail "the trained model was not promoted"
+}
+docker run --rm --network none "${HARDENING[@]}" "$JOBS_IMAGE" \
+    python -m monitoring drift --help >/dev/null || fail "python -m monitoring drift --help failed"
+
+# --- 5. serve it with the scorer image ---------------------------------------------------
+port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+step "scorer on 127.0.0.1:$port (host network, read-only, uid $EXPECTED_UID)"
+container="triage-smoke-$$"
+docker run -d --name "$container" --network host "${HARDENING[@]}" \
+    -v "$registry:/registry:ro" \
+    -v "$logs:/inference-logs" \
+    -e SCORER_REGISTRY_URI=/registry \
+    -e SCORER_INFERENCE_LOG_URI=/inference-logs \
+    -e SCORER_RETRAIN_MODE=disabled \
+    -e HEALTHCHECK_PORT="$port" \
+    "$SCORER_IMAGE" --host 127.0.0.1 --port "$port" >/dev/null
+
+base="http://127.0.0.1:$port"
+deadline=$((SECONDS + READY_TIMEOUT))
+until curl -fsS --max-time 2 "$base/ready" >"$work/ready.json" 2>/dev/null; do
+    [ "$(docker inspect -f '{{.State.Running}}' "$container")" = "true" ] || {
+        docker logs "$container" >&2 || true
+        fail "the scorer container exited"
+    }
+    [ "$SECONDS" -lt "$deadline" ] || {
+        docker logs "$container" 2>&1 | tail -20 >&2
+        fail "/ready did not answer 200 within ${READY_TIMEOUT} s"
+    }
+    sleep 1
+done
+echo "ready: $(cat "$work/ready.json")"
+
+payload="$("$PYTHON" -c 'import json; from training import contract; print(json.dumps(contract.example_row()))')"
+curl -fsS --max-time 5 -H 'Content-Type: application/json' -d "$payload" "$base/predict" \
+    >"$work/predict.json" || fail "POST /predict failed"
+echo "predict: $(cat "$work/predict.json")"
+"$PYTHON" - "$work/predict.json" <<'PY'
+import json
+import sys
+
+body = json.load(open(sys.argv[1]))
+assert body["label"] in ("prioritaire", "non-prioritaire"), body
+assert 0.0 <= body["probability"] <= 1.0, body
+PY
+curl -fsS --max-time 5 "$base/metrics" | grep -q '^triage_model_loaded 1' ||
+    fail "/metrics does not report a loaded model"
+
+uid="$(docker exec "$container" id -u)"
+[ "$uid" = "$EXPECTED_UID" ] || fail "the scorer runs as uid $uid, expected $EXPECTED_UID"
+[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$container")" = "true" ] ||
+    fail "the root filesystem is writable"
+docker exec "$container" sh -c 'touch /opt/venv/x' 2>/dev/null &&
+    fail "the root filesystem accepted a write"
+echo "uid $uid, read-only root filesystem"
+
+# The image's HEALTHCHECK (first probe after its 15 s interval).
+for _ in $(seq 1 40); do
+    health="$(docker inspect -f '{{.State.Health.Status}}' "$container")"
+    [ "$health" = "starting" ] || break
+    sleep 1
+done
+[ "$health" = "healthy" ] || fail "HEALTHCHECK reports '$health'"
+echo "HEALTHCHECK: $health"
+
+# SIGTERM flushes the inference log before the process exits.
+step "docker stop (SIGTERM) flushes the inference log"
+docker stop --time 30 "$container" >/dev/null
+code="$(docker inspect -f '{{.State.ExitCode}}' "$container")"
+[ "$code" = "0" ] || {
+    docker logs "$container" 2>&1 | tail -20 >&2
+    fail "the scorer exited with $code after SIGTERM"
+}
+find "$logs" -name '*.parquet' | grep -q . || fail "no inference-log file after SIGTERM"
+echo "exit code 0, $(find "$logs" -name '*.parquet' | wc -l) inference-log file(s)"
+docker rm "$container" >/dev/null
+container=""
+
+step "docker smoke test passed in $((SECONDS - started)) s"

@@ -1,0 +1,160 @@
+# Two images from one file (see docs/deploy.md for the sizes and the choice):
+#
+#   docker build --target scorer -t accident-triage-scorer .   # python -m service
+#   docker build --target jobs   -t accident-triage-jobs   .   # training + drift jobs
+#
+# `scorer` installs only the `service` extra (FastAPI, uvicorn, onnxruntime, the
+# kubernetes client for POST /retrain): no scikit-learn, no Evidently. `jobs` installs
+# `training` and `monitoring`.
+#
+# Both run as uid/gid 10001 and work on a read-only root filesystem: the only path
+# they write is /tmp (HOME points there), which the chart mounts as an emptyDir and
+# `docker run --read-only --tmpfs /tmp` provides for plain docker.
+#
+# Offline builds (CI): no registry pull, no PyPI. Build with
+#   --build-arg BASE_IMAGE=<a local image with python3 + venv>
+#   --build-arg PIP_NO_INDEX=1
+# and the wheels in ./.wheelhouse (copied to /wheels, PIP_FIND_LINKS), under
+# `docker build --network none`. .ci/docker-smoke.sh does exactly that.
+# No `# syntax=` line on purpose: BuildKit would try to pull that frontend image.
+
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- base: the interpreter, the user, the environment every stage shares ----------
+FROM ${BASE_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/tmp \
+    LANG=C.UTF-8
+# The same fixed ids in both images; the chart's securityContext uses them.
+RUN groupadd --system --gid 10001 triage \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin triage
+
+# --- builder: pip settings and the wheelhouse, shared by the two venv builds --------
+FROM base AS builder
+# pip reads these from the environment. The defaults build from PyPI;
+# CI sets PIP_NO_INDEX=1 and puts the wheels in ./.wheelhouse.
+ARG PIP_NO_INDEX=0
+ARG PIP_FIND_LINKS=/wheels
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ENV PIP_NO_INDEX=${PIP_NO_INDEX} \
+    PIP_FIND_LINKS=${PIP_FIND_LINKS} \
+    PIP_INDEX_URL=${PIP_INDEX_URL}
+# `.wheelhouse*` matches nothing on a user's machine; pyproject.toml always matches,
+# so the COPY never fails. pip ignores files that are not distributions.
+COPY pyproject.toml .wheelhouse* /wheels/
+# The pip that installs the project's own code (below) lives outside the image's venv.
+RUN python3 -m venv /opt/tools
+WORKDIR /src
+COPY pyproject.toml ./
+RUN mkdir -p training service monitoring \
+    && touch training/__init__.py service/__init__.py monitoring/__init__.py
+
+# Two layers per image, so a code change rebuilds seconds, not the dependencies:
+#  * /opt/venv: the dependencies only, installed from pyproject.toml on empty packages
+#    (reused until pyproject.toml changes). A venv, so the interpreter's location
+#    (/usr/local/bin on python:*-slim, /usr/bin on Debian) does not matter. Then what no
+#    process of ours imports goes: the test suites inside the big scientific packages
+#    (tens of MB; only those: evidently has a runtime package named `tests`), the
+#    kubernetes client's asyncio twin (kubernetes/aio, 68 MB, imported by nothing
+#    else), and pip/setuptools. A .pth file puts /opt/app on the path.
+#  * /opt/app: the project (code and its dist-info), installed with --target.
+
+# --- the scorer: the `service` extra only ----------------------------------------------
+FROM builder AS build-scorer
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --quiet ".[service]" \
+    && /opt/venv/bin/pip uninstall --quiet --yes accident-triage \
+    && cd /opt/venv/lib/python3*/site-packages \
+    && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
+        if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
+    done \
+    && rm -rf kubernetes/aio \
+    && echo /opt/app > accident_triage_app.pth \
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && rm -rf /src/build /src/*.egg-info
+COPY training ./training
+COPY service ./service
+COPY monitoring ./monitoring
+# The last line fails the build when the scorer would need something outside its extra.
+RUN /opt/tools/bin/pip install --quiet --no-deps --no-compile --target /opt/app . \
+    && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
+    && python -c "import service.app, monitoring.k8s_jobs, onnxruntime, kubernetes" \
+    && python -c "from importlib.metadata import version; version('accident-triage')" \
+    && ! python -c "import sklearn" 2>/dev/null
+
+# --- scorer ------------------------------------------------------------------------
+FROM base AS scorer
+COPY --from=build-scorer /opt/venv /opt/venv
+COPY --from=build-scorer /opt/app /opt/app
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000
+# For plain docker only (Kubernetes uses the chart's probes). HEALTHCHECK_PORT
+# follows a --port other than 8000.
+ENV HEALTHCHECK_PORT=8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HEALTHCHECK_PORT', '8000'), timeout=2)"]
+ENTRYPOINT ["python", "-m", "service"]
+CMD ["--host", "0.0.0.0", "--port", "8000"]
+# Labels last: CREATED changes on every build and must not invalidate the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="accident-triage-scorer" \
+      org.opencontainers.image.description="Scores BAAC road accidents by severity (FastAPI + onnxruntime)." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT"
+
+# --- the jobs: the `training` and `monitoring` extras -----------------------------------
+FROM builder AS build-jobs
+# --no-compile: no .pyc for the dependencies. The image is 185 MB (17 %) smaller and
+# builds a minute faster; a job then compiles its imports in memory (the root
+# filesystem is read-only), about 4 s more per run of a job that runs for minutes.
+# The scorer keeps its .pyc: its start-up is on the path of every scale-up.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --quiet --no-compile ".[training,monitoring]" \
+    && /opt/venv/bin/pip uninstall --quiet --yes accident-triage \
+    && cd /opt/venv/lib/python3*/site-packages \
+    && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
+        if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
+    done \
+    && rm -rf kubernetes/aio \
+    && echo /opt/app > accident_triage_app.pth \
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && rm -rf /src/build /src/*.egg-info
+COPY training ./training
+COPY service ./service
+COPY monitoring ./monitoring
+RUN /opt/tools/bin/pip install --quiet --no-deps --no-compile --target /opt/app . \
+    && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
+    && python -c "import training.train, monitoring.drift, sklearn, evidently, kubernetes" \
+    && python -c "from importlib.metadata import version; version('accident-triage')"
+
+# --- jobs: training and drift --------------------------------------------------------
+FROM base AS jobs
+COPY --from=build-jobs /opt/venv /opt/venv
+COPY --from=build-jobs /opt/app /opt/app
+USER 10001:10001
+WORKDIR /tmp
+# Batch jobs: nothing to health-check.
+HEALTHCHECK NONE
+CMD ["python", "-m", "training", "--help"]
+# Labels last: CREATED changes on every build and must not invalidate the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="accident-triage-jobs" \
+      org.opencontainers.image.description="Training (python -m training) and drift (python -m monitoring) jobs." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT"
