@@ -16,22 +16,11 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
-from training.errors import TrainingError
+from training.commands import print_json, run_handler
 from training.logs import configure_logging
 
 log = logging.getLogger("monitoring")
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 def _drift(args: argparse.Namespace) -> int:
@@ -58,7 +47,7 @@ def _drift(args: argparse.Namespace) -> int:
         "dry_run": True if args.dry_run else None,
     }
     settings = MonitoringSettings(**{k: v for k, v in overrides.items() if v is not None})
-    _print_json(run_drift(settings))
+    print_json(run_drift(settings))
     return 0
 
 
@@ -86,7 +75,7 @@ def _simulate(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    _print_json({**result, "drift": args.drift, "rows_available": len(rows)})
+    print_json({**result, "drift": args.drift, "rows_available": len(rows)})
     return 0
 
 
@@ -199,25 +188,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     # httpx logs every request at INFO: thousands of lines that say nothing new.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    try:
-        code: int = args.handler(args)
-    except TrainingError as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return code
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+    return run_handler(lambda: int(args.handler(args)))

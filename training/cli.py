@@ -7,26 +7,14 @@ stderr, and a failure is one line on stderr with a non-zero exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
-from training.errors import TrainingError
+from training.commands import print_json, run_handler
 from training.logs import configure_logging
 
 log = logging.getLogger("training")
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 def _synthesize(args: argparse.Namespace) -> int:
@@ -39,7 +27,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         year=args.year,
         drift=DriftKind(args.drift) if args.drift else None,
     )
-    _print_json({table: str(path) for table, path in files.items()})
+    print_json({table: str(path) for table, path in files.items()})
     return 0
 
 
@@ -47,14 +35,14 @@ def _download(args: argparse.Namespace) -> int:
     from training.download import download_year
 
     files = download_year(args.year, args.out)
-    _print_json({table: str(path) for table, path in files.items()})
+    print_json({table: str(path) for table, path in files.items()})
     return 0
 
 
 def _build(args: argparse.Namespace) -> int:
     from training.dataset import build_dataset
 
-    _print_json(build_dataset(args.raw, args.out, seed=args.seed))
+    print_json(build_dataset(args.raw, args.out, seed=args.seed))
     return 0
 
 
@@ -97,11 +85,11 @@ def _models(args: argparse.Namespace) -> int:
                     "data_fingerprint": manifest.get("data", {}).get("fingerprint", "")[:12],
                 }
             )
-        _print_json({"model": settings.model_name, "production": production, "versions": rows})
+        print_json({"model": settings.model_name, "production": production, "versions": rows})
     elif args.models_command == "show":
-        _print_json(registry.manifest(args.version))
+        print_json(registry.manifest(args.version))
     else:
-        _print_json(registry.promote(args.version, reason=args.reason))
+        print_json(registry.promote(args.version, reason=args.reason))
     return 0
 
 
@@ -161,18 +149,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    try:
-        code: int = args.handler(args)
-    except TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    return code
+    return run_handler(lambda: int(args.handler(args)))

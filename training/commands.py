@@ -1,0 +1,47 @@
+"""What every command line of the stack (``python -m training``, ``python -m
+monitoring``) does with its handler's outcome: the result on stdout, and a failure as
+one line on stderr with an exit code a Job's retry policy can act on."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from training.errors import TrainingError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def run_handler(handler: Callable[[], int]) -> int:
+    """Runs a command's handler; known failures become one line, never a traceback."""
+    try:
+        return handler()
+    except TrainingError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
