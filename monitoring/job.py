@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from monitoring import drift, push, retrain
+from monitoring import drift, k8s_jobs, push, retrain
 from monitoring.errors import RetrainError
 from monitoring.reports import ReportLocation
 from monitoring.settings import MonitoringSettings
@@ -207,5 +207,6 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
             settings.pushgateway_url,
             push.build_registry(summary),
             timeout=settings.push_timeout_seconds,
+            namespace=settings.namespace or k8s_jobs.pod_namespace(),
         )
     return summary

@@ -103,10 +103,6 @@ def job_from_cronjob(
     }
 
 
-def label_selector(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
-
 def is_active(job: Mapping[str, Any]) -> bool:
     """A Job without a terminal condition is still running (or about to start: a Job
     created a moment ago has no status yet, and counts as active)."""
@@ -123,12 +119,17 @@ def owned_by(job: Mapping[str, Any], cronjob: Mapping[str, Any]) -> bool:
     return any(ref.get("kind") == "CronJob" and ref.get("uid") == uid for ref in references)
 
 
+def pod_namespace() -> str | None:
+    """The pod's own namespace (from its service account), or None outside a pod."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def current_namespace(default: str = "default") -> str:
     """The pod's own namespace (from its service account), else ``default``."""
-    try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or default
-    except OSError:
-        return default
+    return pod_namespace() or default
 
 
 def cluster_api_client() -> ApiClient:
@@ -185,14 +186,11 @@ def create_job_from_cronjob(
             f"read CronJob {namespace}/{cronjob_name}",
             lambda: batch.read_namespaced_cron_job(cronjob_name, namespace, _preload_content=False),
         )
-        template_labels = (
-            cronjob.get("spec", {}).get("jobTemplate", {}).get("metadata", {}).get("labels") or {}
-        )
+        # Every Job of the namespace, matched by owner: labels can change with an upgrade
+        # of the chart (a version label), ownership cannot.
         listed = _call(
             f"list Jobs in {namespace}",
-            lambda: batch.list_namespaced_job(
-                namespace, label_selector=label_selector(template_labels), _preload_content=False
-            ),
+            lambda: batch.list_namespaced_job(namespace, _preload_content=False),
         )
         for job in listed.get("items") or []:
             if owned_by(job, cronjob) and is_active(job):

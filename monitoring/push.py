@@ -89,10 +89,15 @@ def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
     return registry
 
 
-def push(url: str, registry: CollectorRegistry, *, timeout: float) -> None:
-    """PUT the registry's metrics as the ``job="drift"`` group."""
+def push(
+    url: str, registry: CollectorRegistry, *, timeout: float, namespace: str | None = None
+) -> None:
+    """PUT the registry's metrics as the ``job="drift"`` group, and, in a cluster, the
+    ``namespace`` group: releases in several namespaces can share one Pushgateway
+    without overwriting each other, and the alerts say which namespace drifted."""
+    grouping = {"namespace": namespace} if namespace else None
     try:
-        push_to_gateway(url, job=JOB, registry=registry, timeout=timeout)
+        push_to_gateway(url, job=JOB, registry=registry, timeout=timeout, grouping_key=grouping)
     except OSError as error:  # URLError and HTTPError are OSErrors
         raise PushError(f"cannot push metrics to the Pushgateway at {url}: {error}") from error
     log.info("metrics pushed", extra={"pushgateway": url, "job": JOB})

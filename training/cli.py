@@ -56,9 +56,21 @@ def _train(args: argparse.Namespace) -> int:
         "model_kind": args.model_kind,
         "promote": args.promote,
         "force": True if args.force else None,
+        "first_model_only": True if args.first_model_only else None,
     }
     settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
     print(summary_json(train(settings)))
+    return 0
+
+
+def _wait_for_storage(args: argparse.Namespace) -> int:
+    from training.storage import wait_until_usable
+    from training.train import TrainingSettings
+
+    overrides = {"registry_uri": args.registry}
+    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
+    waited = wait_until_usable(settings.registry_uri, timeout=args.timeout)
+    print_json({"registry": settings.registry_uri, "waited_seconds": round(waited, 1)})
     return 0
 
 
@@ -128,7 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-kind", default=None, help="hist-gradient-boosting|random-forest")
     train.add_argument("--promote", default=None, help="auto (default), never or force")
     train.add_argument("--force", action="store_true", help="train even without new labelled data")
+    train.add_argument(
+        "--first-model-only",
+        action="store_true",
+        help="train only when there is no production model yet",
+    )
     train.set_defaults(handler=_train)
+
+    wait = commands.add_parser(
+        "wait-for-storage",
+        help="wait until the registry's storage answers (its bucket exists and is readable)",
+    )
+    wait.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
+    wait.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    wait.set_defaults(handler=_wait_for_storage)
 
     models = commands.add_parser("models", help="list, show and promote registry versions")
     models.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")

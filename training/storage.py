@@ -22,9 +22,11 @@ does not pay its import time.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -36,6 +38,8 @@ from training.errors import ObjectNotFoundError, StorageError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
+
+log = logging.getLogger(__name__)
 
 # Temporary files of in-flight writes carry this prefix; `list` hides them and keys
 # may not use it, so a half-written object can never be mistaken for a real one.
@@ -603,3 +607,21 @@ def open_storage(
             read_timeout=read_timeout,
         )
     raise StorageError(f"unsupported storage URI {uri!r} (use file:// or s3://)")
+
+
+def wait_until_usable(uri: str, *, timeout: float, interval: float = 2.0) -> float:
+    """Waits until listing the root works (the server answers, the bucket exists, the
+    credentials are accepted) and returns the seconds waited; after ``timeout`` the
+    last failure is raised. For a Job that starts together with its storage."""
+    started = time.monotonic()
+    while True:
+        try:
+            open_storage(uri, max_attempts=1).list("")
+        except StorageError as error:
+            waited = time.monotonic() - started
+            if waited + interval > timeout:
+                raise StorageError(f"still not usable after {waited:.0f} s: {error}") from error
+            log.info("storage not usable yet", extra={"uri": uri, "problem": str(error)})
+            time.sleep(interval)
+        else:
+            return time.monotonic() - started

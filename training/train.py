@@ -89,6 +89,12 @@ class TrainingSettings(BaseSettings):
     force: bool = Field(
         False, description="Train even when the data fingerprint equals production's."
     )
+    first_model_only: bool = Field(
+        False,
+        description="Train only when the model has no production version yet (the "
+        "chart's first-model Job: re-run on every upgrade, it must never replace a "
+        "production model trained since on other data).",
+    )
     seed: int = Field(42, description="Seed of the split and of the model.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Held-out share of accidents.")
     reference_rows: int = Field(
@@ -217,6 +223,15 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     storage = open_storage(settings.registry_uri, max_attempts=settings.storage_attempts)
     registry = Registry(storage, settings.model_name)
     production_version = registry.alias_version()
+    if production_version is not None and settings.first_model_only:
+        return {
+            "model_name": settings.model_name,
+            "production_version": production_version,
+            "status": "skipped",
+            "promoted": False,
+            "reason": f"a production model exists ({production_version}) and only a first "
+            "model was asked for (first_model_only)",
+        }
     production_manifest = registry.manifest(production_version) if production_version else None
 
     log.info("step 1/5: reading BAAC tables", extra={"raw_uri": settings.raw_uri})

@@ -93,6 +93,24 @@ def test_reference_sample_keeps_small_sets_whole():
     assert sample[layout.PREDICTION].tolist() == [0, 1, 0, 1]
 
 
+def test_first_model_only_trains_the_first_and_never_replaces_production(tmp_path):
+    settings = TrainingSettings(
+        raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, first_model_only=True
+    )
+    first = train(settings)
+    assert first["status"] == "trained" and first["promoted"] is True
+    # Other data (another seed) would pass the label guard; the first-model Job must
+    # still leave production alone.
+    other = train(
+        settings.model_copy(update={"raw_uri": SMALL.replace("seed=", "seed=9"), "force": True})
+    )
+    assert other["status"] == "skipped" and other["promoted"] is False
+    assert first["version"] in other["reason"]
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    assert registry.versions() == [first["version"]]
+    assert registry.alias_version() == first["version"]
+
+
 def test_label_guard_skips_identical_data_unless_forced(tmp_path):
     settings = TrainingSettings(raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500)
     first = train(settings)

@@ -21,11 +21,24 @@ contains the chart name.
 {{- end }}
 {{- end }}
 
-{{/* "<fullname>-<component>", within 63 characters. Call with (list $ "scorer"). */}}
+{{/*
+"<fullname>-<component>", within 63 characters, or within the limit given as a third
+element. Call with (list $ "scorer") or (list $ "training" 52).
+*/}}
 {{- define "triage.componentName" -}}
 {{- $root := index . 0 }}
-{{- printf "%s-%s" (include "triage.fullname" $root | trunc (int (sub 62 (len (index . 1))))) (index . 1) | trimSuffix "-" }}
+{{- $limit := 63 }}
+{{- if gt (len .) 2 }}
+{{- $limit = int (index . 2) }}
 {{- end }}
+{{- printf "%s-%s" (include "triage.fullname" $root | trunc (int (sub (sub $limit 1) (len (index . 1)))) | trimSuffix "-") (index . 1) }}
+{{- end }}
+
+{{/*
+CronJob names: at most 52 characters, because the CronJob controller appends an
+11-character suffix to the Jobs it creates and a Job's name is a label value (63).
+*/}}
+{{- define "triage.cronJobNameLimit" -}}52{{- end }}
 
 {{- define "triage.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -53,17 +66,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
-Image reference: repository:tag, or repository@digest when a digest is set. The
-scorer and jobs images default their tag to the chart's appVersion.
+Image reference: [registry/]repository:tag, or [registry/]repository@digest when a
+digest is set. global.imageRegistry replaces every image's registry (a mirror is one
+setting). The scorer and jobs images default their tag to the chart's appVersion.
 Call with (list $ .Values.scorer.image).
 */}}
 {{- define "triage.image" -}}
 {{- $root := index . 0 }}
 {{- $image := index . 1 }}
+{{- $registry := default $image.registry ($root.Values.global).imageRegistry }}
+{{- $repository := $image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}
+{{- end }}
 {{- if $image.digest }}
-{{- printf "%s@%s" $image.repository $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
 {{- else }}
-{{- printf "%s:%s" $image.repository (toString (default $root.Chart.AppVersion $image.tag)) }}
+{{- printf "%s:%s" $repository (toString (default $root.Chart.AppVersion $image.tag)) }}
 {{- end }}
 {{- end }}
 
@@ -111,14 +130,14 @@ seccompProfile:
 
 {{/* ---------------------------------------------------------------- storage --- */}}
 
-{{- define "triage.minioName" -}}
-{{- include "triage.componentName" (list . "minio") }}
+{{- define "triage.seaweedfsName" -}}
+{{- include "triage.componentName" (list . "seaweedfs") }}
 {{- end }}
 
-{{/* The S3 endpoint every pod uses: the bundled MinIO's Service, or the external one. */}}
+{{/* The S3 endpoint every pod uses: the bundled SeaweedFS's Service, or the external one. */}}
 {{- define "triage.s3Endpoint" -}}
-{{- if .Values.minio.enabled }}
-{{- printf "http://%s.%s.svc:%d" (include "triage.minioName" .) .Release.Namespace (int .Values.minio.service.port) }}
+{{- if .Values.seaweedfs.enabled }}
+{{- printf "http://%s.%s.svc:%d" (include "triage.seaweedfsName" .) .Release.Namespace (int .Values.seaweedfs.service.port) }}
 {{- else }}
 {{- .Values.storage.external.endpoint }}
 {{- end }}
@@ -134,60 +153,129 @@ seccompProfile:
 {{- end }}
 {{- end }}
 
-{{/* The Secret holding the S3 credentials (empty: the SDK's own credential chain). */}}
-{{- define "triage.storageSecretName" -}}
-{{- if .Values.minio.enabled }}
-{{- default (include "triage.minioName" .) .Values.minio.auth.existingSecret }}
+{{/*
+The storage roles. Each gets its own S3 identity on the bundled SeaweedFS, scoped to
+what it does (see triage.seaweedfsS3Config); "admin" is for operators only (backups,
+migrations) and is mounted in no pod.
+*/}}
+{{- define "triage.s3Roles" -}}
+training scorer drift
+{{- end }}
+
+{{/*
+The Secret holding a role's S3 credentials (empty: the SDK's own credential chain,
+e.g. IRSA). Call with (list $ "scorer").
+*/}}
+{{- define "triage.s3SecretName" -}}
+{{- $root := index . 0 }}
+{{- $role := index . 1 }}
+{{- if $root.Values.seaweedfs.enabled }}
+{{- include "triage.componentName" (list $root (printf "s3-%s" $role)) }}
 {{- else }}
-{{- .Values.storage.external.existingSecret }}
+{{- $external := $root.Values.storage.external }}
+{{- default $external.existingSecret (index (default dict $external.roleSecrets) $role) }}
 {{- end }}
 {{- end }}
 
-{{- define "triage.storageAccessKeyKey" -}}
-{{- if .Values.minio.enabled }}{{ .Values.minio.auth.rootUserKey }}{{ else }}{{ .Values.storage.external.accessKeyIdKey }}{{ end }}
+{{/*
+A role's generated S3 credentials as YAML (accessKeyId, secretAccessKey; plain text):
+kept across upgrades by triage.generatedSecretValue. Call with (list $ "scorer").
+*/}}
+{{- define "triage.s3GeneratedCredentials" -}}
+{{- $root := index . 0 }}
+{{- $name := include "triage.s3SecretName" . }}
+accessKeyId: {{ include "triage.generatedSecretValue" (list $root $name "AWS_ACCESS_KEY_ID" 20) | b64dec | quote }}
+secretAccessKey: {{ include "triage.generatedSecretValue" (list $root $name "AWS_SECRET_ACCESS_KEY" 40) | b64dec | quote }}
 {{- end }}
 
-{{- define "triage.storageSecretKeyKey" -}}
-{{- if .Values.minio.enabled }}{{ .Values.minio.auth.rootPasswordKey }}{{ else }}{{ .Values.storage.external.secretAccessKeyKey }}{{ end }}
+{{/*
+What changes a pod's S3 credentials, for its checksum annotation: the generated values,
+or the content of the external Secret as the cluster holds it. Call with (list $ "scorer").
+*/}}
+{{- define "triage.s3CredentialsChecksum" -}}
+{{- $root := index . 0 }}
+{{- $generated := "" }}
+{{- if $root.Values.seaweedfs.enabled }}
+{{- $generated = include "triage.s3GeneratedCredentials" . }}
+{{- end }}
+{{- include "triage.secretChecksum" (list $root (include "triage.s3SecretName" .) $generated) }}
 {{- end }}
 
-{{/* AWS_* variables boto3 reads natively, for every pod that touches the storage. */}}
+{{/*
+SeaweedFS's S3 identities (-s3.config): one per role, each scoped to the key prefixes
+it writes. SeaweedFS matches "Action:bucket/key" against each entry, with '*' as a
+wildcard; an entry without '/' covers the whole bucket. Deleting an object needs
+Write, so a role can only delete where it may write.
+*/}}
+{{- define "triage.seaweedfsS3Config" -}}
+{{- $bucket := .Values.storage.bucket }}
+{{- $prefix := trimAll "/" .Values.storage.prefix }}
+{{- $root := ternary (printf "%s/%s/" $bucket $prefix) (printf "%s/" $bucket) (ne $prefix "") }}
+{{- $actions := dict
+  "training" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%smodels/*" $root))
+  "scorer" (list (printf "Read:%smodels/*" $root) (printf "List:%s" $bucket) (printf "Write:%sinference-logs/*" $root) (printf "Write:%sfeedback/*" $root))
+  "drift" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%sreports/*" $root))
+  "admin" (list "Admin" "Read" "Write" "List" "Tagging")
+}}
+{{- $identities := list }}
+{{- range $role := list "training" "scorer" "drift" "admin" }}
+{{- $credentials := include "triage.s3GeneratedCredentials" (list $ $role) | fromYaml }}
+{{- $identities = append $identities (dict "name" $role "credentials" (list $credentials) "actions" (index $actions $role)) }}
+{{- end }}
+{{- dict "identities" $identities | toPrettyJson }}
+{{- end }}
+
+{{/* AWS_* variables boto3 reads natively, for a pod of one role. Call with (list $ "scorer"). */}}
 {{- define "triage.storageEnv" -}}
-{{- $endpoint := include "triage.s3Endpoint" . }}
+{{- $root := index . 0 }}
+{{- $endpoint := include "triage.s3Endpoint" $root }}
 {{- if $endpoint }}
 - name: AWS_ENDPOINT_URL
   value: {{ $endpoint | quote }}
 {{- end }}
 - name: AWS_DEFAULT_REGION
-  value: {{ .Values.storage.region | quote }}
-{{- $secret := include "triage.storageSecretName" . }}
+  value: {{ $root.Values.storage.region | quote }}
+{{- $secret := include "triage.s3SecretName" . }}
 {{- if $secret }}
+{{- $external := $root.Values.storage.external }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
-      key: {{ include "triage.storageAccessKeyKey" . }}
+      key: {{ ternary "AWS_ACCESS_KEY_ID" $external.accessKeyIdKey $root.Values.seaweedfs.enabled }}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
-      key: {{ include "triage.storageSecretKeyKey" . }}
+      key: {{ ternary "AWS_SECRET_ACCESS_KEY" $external.secretAccessKeyKey $root.Values.seaweedfs.enabled }}
 {{- end }}
 {{- end }}
 
 {{/*
-A generated secret value that survives upgrades: the value already in the cluster
-when there is one (lookup), else a new random one. Call with
-(list $ "secret-name" "key" 32).
+A generated secret value (base64) that survives upgrades: the value already in the
+cluster when there is one (lookup), else a new random one. Memoised for the render in
+.Values, so every template that includes the same Secret key sees the same value
+(the Secret, the SeaweedFS identities built from it, the checksum annotations).
+Call with (list $ "secret-name" "key" 32).
 */}}
 {{- define "triage.generatedSecretValue" -}}
 {{- $root := index . 0 }}
-{{- $existing := lookup "v1" "Secret" $root.Release.Namespace (index . 1) }}
-{{- if and $existing (hasKey (default dict $existing.data) (index . 2)) }}
-{{- index $existing.data (index . 2) }}
-{{- else }}
-{{- randAlphaNum (int (index . 3)) | b64enc }}
+{{- $secret := index . 1 }}
+{{- $key := index . 2 }}
+{{- if not (hasKey $root.Values "__generatedSecretValues") }}
+{{- $_ := set $root.Values "__generatedSecretValues" dict }}
 {{- end }}
+{{- $memo := index $root.Values "__generatedSecretValues" }}
+{{- $memoKey := printf "%s/%s" $secret $key }}
+{{- if not (hasKey $memo $memoKey) }}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace $secret }}
+{{- if and $existing (hasKey (default dict $existing.data) $key) }}
+{{- $_ := set $memo $memoKey (index $existing.data $key) }}
+{{- else }}
+{{- $_ := set $memo $memoKey (randAlphaNum (int (index . 3)) | b64enc) }}
+{{- end }}
+{{- end }}
+{{- index $memo $memoKey }}
 {{- end }}
 
 {{/* ------------------------------------------------------------- components --- */}}
@@ -208,8 +296,34 @@ when there is one (lookup), else a new random one. Call with
 {{- default (printf "%s-api-key" (include "triage.scorerName" .)) .Values.scorer.apiKey.existingSecret }}
 {{- end }}
 
+{{/*
+What a pod reads from a Secret, for its checksum annotation: the generated content when
+the chart makes the Secret, else the existing Secret as the cluster holds it (lookup;
+nothing under `helm template`). Call with (list $ "secret-name" "generated content").
+*/}}
+{{- define "triage.secretChecksum" -}}
+{{- $root := index . 0 }}
+{{- $name := index . 1 }}
+{{- $generated := index . 2 }}
+{{- if $generated }}
+{{- $generated | sha256sum }}
+{{- else }}
+{{- $existing := (lookup "v1" "Secret" $root.Release.Namespace $name).data | default dict }}
+{{- printf "%s:%s" $name (toJson $existing) | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{- define "triage.scorerApiKeyChecksum" -}}
+{{- $name := include "triage.scorerApiKeySecretName" . }}
+{{- $generated := "" }}
+{{- if not .Values.scorer.apiKey.existingSecret }}
+{{- $generated = include "triage.generatedSecretValue" (list . $name .Values.scorer.apiKey.key 40) }}
+{{- end }}
+{{- include "triage.secretChecksum" (list . $name $generated) }}
+{{- end }}
+
 {{- define "triage.trainingName" -}}
-{{- include "triage.componentName" (list . "training") }}
+{{- include "triage.componentName" (list . "training" (include "triage.cronJobNameLimit" .)) }}
 {{- end }}
 
 {{- define "triage.trainingServiceAccountName" -}}
@@ -221,7 +335,7 @@ when there is one (lookup), else a new random one. Call with
 {{- end }}
 
 {{- define "triage.driftName" -}}
-{{- include "triage.componentName" (list . "drift") }}
+{{- include "triage.componentName" (list . "drift" (include "triage.cronJobNameLimit" .)) }}
 {{- end }}
 
 {{- define "triage.driftServiceAccountName" -}}
@@ -270,14 +384,20 @@ Prometheus is off and the cluster serves the CRD (helm template: pass
 
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "triage.validate" -}}
+{{- if and (or .Values.dashboards.enabled .Values.grafana.enabled) (not (.Files.Glob "files/grafana/dashboards/*.json")) }}
+{{- fail "the chart has no files/grafana/dashboards/*.json: a broken checkout or package (the dashboards live in helm/accident-triage/files/grafana)" }}
+{{- end }}
+{{- if and .Values.prometheus.enabled (not (.Files.Get "files/grafana/prometheus/alerts.yaml")) }}
+{{- fail "the chart has no files/grafana/prometheus/alerts.yaml: a broken checkout or package" }}
+{{- end }}
 {{- if and .Values.drift.enabled (eq .Values.drift.retrain.mode "kubernetes") (not .Values.training.enabled) }}
 {{- fail "drift.retrain.mode=kubernetes creates Jobs from the training CronJob: enable training or set drift.retrain.mode=disabled" }}
 {{- end }}
 {{- if and .Values.scorer.enabled (eq .Values.scorer.retrain.mode "kubernetes") (not .Values.training.enabled) }}
 {{- fail "scorer.retrain.mode=kubernetes creates Jobs from the training CronJob: enable training or set scorer.retrain.mode=disabled" }}
 {{- end }}
-{{- if and (not .Values.minio.enabled) (not .Values.storage.external.endpoint) (not .Values.storage.external.existingSecret) }}
-{{- fail "minio.enabled=false: set storage.external.endpoint and/or storage.external.existingSecret (an S3 endpoint and its credentials)" }}
+{{- if and (not .Values.seaweedfs.enabled) (not .Values.storage.external.endpoint) (not .Values.storage.external.existingSecret) }}
+{{- fail "seaweedfs.enabled=false: set storage.external.endpoint and/or storage.external.existingSecret (an S3 endpoint and its credentials)" }}
 {{- end }}
 {{- if and .Values.grafana.enabled (not .Values.prometheus.enabled) (not .Values.grafana.prometheusUrl) }}
 {{- fail "grafana.enabled with prometheus.enabled=false: set grafana.prometheusUrl to the Prometheus the dashboards query" }}
@@ -294,7 +414,8 @@ accident-triage/ingress: none
 {{/*
 The pod template of a training run, shared by the CronJob (and so by every retrain
 Job created from it) and the bootstrap Job. Call with
-(dict "root" $ "component" "training" "command" (list ...) "rawUri" "...").
+(dict "root" $ "component" "training" "command" (list ...) "rawUri" "..."), plus
+"firstModelOnly" true and "waitForStorage" <seconds> for the first-model Job.
 */}}
 {{- define "triage.trainingPod" -}}
 {{- $root := .root }}
@@ -310,6 +431,37 @@ spec:
   {{- include "triage.imagePullSecrets" $root | nindent 2 }}
   securityContext:
     {{- include "triage.podSecurityContext" (dict "uid" $t.uid) | nindent 4 }}
+  {{- if .waitForStorage }}
+  initContainers:
+    # A fresh install starts the store and this Job together: wait for the bucket
+    # (SeaweedFS creates it at start-up) instead of failing and backing off.
+    - name: wait-for-storage
+      image: {{ include "triage.image" (list $root $root.Values.jobsImage) }}
+      imagePullPolicy: {{ $root.Values.jobsImage.pullPolicy }}
+      command:
+        - python
+        - -m
+        - training
+        - wait-for-storage
+        - --timeout
+        - {{ .waitForStorage | quote }}
+      env:
+        - name: TRAINING_REGISTRY_URI
+          value: {{ include "triage.storageUri" $root | quote }}
+        {{- include "triage.storageEnv" (list $root "training") | nindent 8 }}
+      resources:
+        requests:
+          cpu: 50m
+          memory: 128Mi
+        limits:
+          cpu: 250m
+          memory: 256Mi
+      securityContext:
+        {{- include "triage.containerSecurityContext" (dict "uid" $t.uid) | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+  {{- end }}
   containers:
     - name: training
       image: {{ include "triage.image" (list $root $root.Values.jobsImage) }}
@@ -329,7 +481,11 @@ spec:
           value: {{ $t.modelKind | quote }}
         - name: TRAINING_PROMOTE
           value: {{ $t.promote | quote }}
-        {{- include "triage.storageEnv" $root | nindent 8 }}
+        {{- if .firstModelOnly }}
+        - name: TRAINING_FIRST_MODEL_ONLY
+          value: "true"
+        {{- end }}
+        {{- include "triage.storageEnv" (list $root "training") | nindent 8 }}
         {{- with $t.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -1,0 +1,782 @@
+"""A real Kubernetes control plane for tests, on loopback ports: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok (simulated nodes and pod lifecycles),
+started directly from the binaries ``.ci/build-go-tools.sh cluster`` builds.
+
+A plain module (import it as ``tests.k8s_cluster``); the fixtures are in
+``tests/cluster/conftest.py``. ``control_plane(workdir)`` yields a ready ``Cluster``:
+
+- the API server answers ``/readyz``, with RBAC, Pod Security admission,
+  ValidatingAdmissionPolicy and NodeRestriction on, as on a kind cluster;
+- the controller manager has created the ``default`` ServiceAccount;
+- the fake nodes (8 CPUs, 16Gi, 110 pods each) are Ready and untainted. kwok's default
+  stages make every pod on them Running and Ready, and every pod owned by a Job
+  Succeeded, so Deployments roll out, Jobs complete and Helm hooks finish. No container
+  ever runs: there are no images, no logs, no exec, and no Service traffic;
+- the default StorageClass ``standard`` provisions a PersistentVolume for every claim
+  (see ``FakeProvisioner``), so claims get Bound and their pods get scheduled.
+
+Nothing listens on anything but 127.0.0.1; every process logs to ``workdir/logs`` and
+is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from tests.support import LOOPBACK, ServerStartError, free_port, stop_process, wait_for_http
+
+log = logging.getLogger(__name__)
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+VERSIONS_FILE = REPOSITORY / ".ci" / "versions.env"
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kubectl",
+)
+BUILD_COMMAND = "bash .ci/build-go-tools.sh cluster"
+
+SERVICE_CIDR = "10.96.0.0/16"
+# Pod IPs kwok hands out: the range of a kind cluster. Only ever data in pod status.
+POD_CIDR = "10.244.0.1/16"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_NODE_VALUE = "fake"
+NODE_NAMES = ("kwok-node-0", "kwok-node-1")
+NODE_RESOURCES = {"cpu": "8", "memory": "16Gi", "pods": "110"}
+
+STORAGE_CLASS = "standard"
+PROVISIONER = "kwok.x-k8s.io/fake"
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+
+ADMIN_USER = "kubernetes-admin"
+MASTERS_GROUP = "system:masters"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+# kwok plays every kubelet; it gets its own name so the audit trail and the API
+# server log tell its requests apart from the tests'.
+KWOK_USER = "kwok-controller"
+
+
+class ClusterStartError(ServerStartError):
+    """A component exited or the control plane was not ready in time; the message
+    carries the end of the relevant logs (the work folder is gone by then)."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}{self.output or ''}".rstrip()
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """The ``NAME=value`` lines of ``.ci/versions.env``: the build script and the
+    fixture read the versions from the same place."""
+    versions: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            name, _, value = line.partition("=")
+            versions[name.strip()] = value.strip().strip("\"'")
+    return versions
+
+
+def prometheus_operator_crds() -> Path:
+    """The folder where the build script copies the ServiceMonitor and PrometheusRule
+    CRDs (``servicemonitors.yaml``, ``prometheusrules.yaml``); the same defaults and
+    overrides (``CRD_DIR``, ``GO_TOOLS_CACHE``) as the script."""
+    if folder := os.environ.get("CRD_DIR"):
+        return Path(folder)
+    cache = Path(os.environ.get("GO_TOOLS_CACHE", "/var/cache/accident-triage/go-tools"))
+    version = read_versions()["PROMETHEUS_OPERATOR_VERSION"]
+    return cache / f"crds-prometheus-operator-{version}"
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in BINARIES if shutil.which(name) is None]
+
+
+def require_control_plane_binaries() -> None:
+    """Skip the calling test or fixture when a binary is missing; fail instead under CI
+    (``CI`` set), where a green run must not mean "nothing was checked"."""
+    missing = missing_binaries()
+    if not missing:
+        return
+    message = (
+        f"Kubernetes control plane binaries not on PATH: {', '.join(missing)}"
+        f" (build them with {BUILD_COMMAND})"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def check_running(self) -> None:
+        if self.process.poll() is not None:
+            raise ClusterStartError(
+                f"{self.name} exited with code {self.process.returncode}{log_tail(self.log)}"
+            )
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {path.name} ---\n" + "\n".join(text)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running control plane. ``env`` is the environment for ``kubectl``, ``helm``
+    and other clients: ours, with ``KUBECONFIG`` set to the admin kubeconfig."""
+
+    server: str
+    kubeconfig: Path
+    ca_file: Path
+    admin_token: str
+    env: dict[str, str]
+    workdir: Path
+    nodes: tuple[str, ...]
+    components: tuple[Component, ...]
+    ready_seconds: float = field(default=0.0, compare=False)
+
+    def kubectl(
+        self,
+        *args: str,
+        as_user: str | None = None,
+        check: bool = True,
+        stdin: str | None = None,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl ARGS`` as the admin, or impersonating ``as_user`` (``--as``; a
+        ``system:serviceaccount:NS:NAME`` user gets that account's groups too)."""
+        command = ["kubectl", *args]
+        if as_user is not None:
+            command.append(f"--as={as_user}")
+        result = subprocess.run(
+            command,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, command, result.stdout, result.stderr)
+        return result
+
+    def apply(self, manifest: Mapping[str, Any] | str, *, namespace: str | None = None) -> None:
+        """``kubectl apply`` of one object (a dict) or of YAML text."""
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        extra = ["--namespace", namespace] if namespace else []
+        self.kubectl("apply", "-f", "-", *extra, stdin=text)
+
+    def api_client(self, token: str | None = None) -> client.ApiClient:
+        """A new client of the ``kubernetes`` package (the admin's, or ``token``'s),
+        with a Configuration of its own: the package's global default stays untouched.
+        Close it when done."""
+        return _api_client(self.server, self.ca_file, token or self.admin_token)
+
+    def service_account_token(
+        self, namespace: str, name: str, audience: str | None = None, seconds: int = 600
+    ) -> str:
+        """A token for ServiceAccount ``namespace/name`` from the TokenRequest API, as
+        a projected token volume would get it. Without ``audience`` it is valid for
+        the API server. 600 s is the API's minimum lifetime."""
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[audience] if audience else [],
+                expiration_seconds=seconds,
+            )
+        )
+        with self.api_client() as api:
+            response = client.CoreV1Api(api).create_namespaced_service_account_token(
+                name, namespace, request
+            )
+        assert response.status is not None, "a TokenRequest's answer has a status"
+        return response.status.token
+
+    def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        """Write a kubeconfig that authenticates with ``token`` to ``path``."""
+        write_kubeconfig(path, server=self.server, ca_file=self.ca_file, user="token", token=token)
+        return path
+
+    def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
+        """Create namespace ``name`` and wait for its ``default`` ServiceAccount: until
+        the controller manager has made it, pods in the namespace are refused."""
+        body = client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels=dict(labels or {}))
+        )
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            core.create_namespace(body)
+            self.wait_for(
+                lambda: bool(core.read_namespaced_service_account("default", name)),
+                f"the default ServiceAccount of namespace {name}",
+            )
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        """Start deleting namespace ``name``; the namespace controller and kwok finish
+        it in the background."""
+        with self.api_client() as api, contextlib.suppress(ApiException):
+            client.CoreV1Api(api).delete_namespace(name)
+
+    def wait_for(self, condition: Callable[[], bool], what: str, *, timeout: float = 60.0) -> None:
+        """Poll ``condition`` until it holds; fail with ``what`` and the components'
+        logs otherwise (a stuck object is often explained there)."""
+        wait_until(condition, what, self.components, timeout=timeout)
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_file: Path, user: str, token: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test-control-plane",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "test-control-plane",
+                "context": {"cluster": "test-control-plane", "user": user},
+            }
+        ],
+        "current-context": "test-control-plane",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    components: Sequence[Component],
+    *,
+    timeout: float,
+) -> None:
+    """Poll ``condition`` (errors count as "not yet"), failing as soon as a component
+    dies, or after ``timeout`` seconds with the end of every log."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        for component in components:
+            component.check_running()
+        try:
+            if condition():
+                return
+        except (OSError, ApiException, ValueError, urllib3.exceptions.HTTPError) as error:
+            last_error = error
+        if time.monotonic() > deadline:
+            tails = "".join(log_tail(c.log, 10) for c in components)
+            raise ClusterStartError(
+                f"{what}: not within {timeout:.0f} s (last error: {last_error}){tails}"
+            )
+        time.sleep(0.2)
+
+
+def _https_ok(url: str, context: ssl.SSLContext, token: str | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2.0, context=context) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        # /readyz answers 500 while its post-start hooks run: up, but not ready.
+        return False
+
+
+@dataclass(frozen=True)
+class _Ports:
+    etcd_client: int = field(default_factory=free_port)
+    etcd_peer: int = field(default_factory=free_port)
+    apiserver: int = field(default_factory=free_port)
+    controller_manager: int = field(default_factory=free_port)
+    scheduler: int = field(default_factory=free_port)
+    kwok: int = field(default_factory=free_port)
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    admin: str = field(default_factory=lambda: secrets.token_hex(24))
+    controller_manager: str = field(default_factory=lambda: secrets.token_hex(24))
+    scheduler: str = field(default_factory=lambda: secrets.token_hex(24))
+    kwok: str = field(default_factory=lambda: secrets.token_hex(24))
+
+    def auth_file(self) -> str:
+        """``--token-auth-file`` lines: token,user,uid,"groups"."""
+        return "\n".join(
+            [
+                f'{self.admin},{ADMIN_USER},uid-admin,"{MASTERS_GROUP}"',
+                f"{self.controller_manager},{CONTROLLER_MANAGER_USER},uid-kcm",
+                f"{self.scheduler},{SCHEDULER_USER},uid-scheduler",
+                f'{self.kwok},{KWOK_USER},uid-kwok,"{MASTERS_GROUP}"',
+                "",
+            ]
+        )
+
+
+def _write_service_account_keys(folder: Path) -> tuple[Path, Path]:
+    """The key pair the API server signs ServiceAccount tokens with (and the controller
+    manager its legacy token Secrets): generated per cluster, never a fixed test key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = folder / "sa.key"
+    public = folder / "sa.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _extract_serving_ca(bundle: Path, ca_file: Path) -> bool:
+    """The API server's self-signed serving certificate file holds the serving
+    certificate followed by the CA that signed it; clients and the ``kube-root-ca.crt``
+    ConfigMaps need only that CA. False while the file is missing or half-written."""
+    if not bundle.exists():
+        return False
+    try:
+        certificates = x509.load_pem_x509_certificates(bundle.read_bytes())
+    except ValueError:
+        return False
+    roots = [c for c in certificates if c.subject == c.issuer]
+    if not roots:
+        return False
+    ca_file.write_bytes(roots[0].public_bytes(serialization.Encoding.PEM))
+    return True
+
+
+def _node(name: str) -> client.V1Node:
+    """A Node kwok manages (selected by annotation), with the labels of a kind node.
+    The status is set on create: kwok's node-initialize stage keeps the allocatable and
+    capacity it finds and only adds conditions, addresses and node info."""
+    return client.V1Node(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            annotations={KWOK_NODE_ANNOTATION: KWOK_NODE_VALUE},
+            labels={
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "type": "kwok",
+            },
+        ),
+        spec=client.V1NodeSpec(),
+        status=client.V1NodeStatus(
+            allocatable=dict(NODE_RESOURCES),
+            capacity=dict(NODE_RESOURCES),
+        ),
+    )
+
+
+def _storage_class() -> client.V1StorageClass:
+    """The default StorageClass. Immediate binding: a claim is Bound before any pod
+    uses it, which is what ``helm install --wait`` waits for."""
+    return client.V1StorageClass(
+        metadata=client.V1ObjectMeta(
+            name=STORAGE_CLASS,
+            annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+        ),
+        provisioner=PROVISIONER,
+        reclaim_policy="Delete",
+        volume_binding_mode="Immediate",
+    )
+
+
+class FakeProvisioner:
+    """The external provisioner of StorageClass ``standard``, in a background thread.
+
+    kwok's Stages can only rewrite an object's status, finalizers or delete it; they
+    cannot create the PersistentVolume a claim binds to, and a claim marked Bound
+    without a volume is put back to Pending by the PV controller. So, like a real
+    external provisioner, this creates a hostPath PersistentVolume (never mounted: no
+    container runs) of the requested size for every claim the PV controller hands to
+    ``kwok.x-k8s.io/fake``, pre-bound through ``claimRef``; the PV controller then
+    binds both. It deletes its Released volumes, as the reclaim policy Delete asks.
+    Polling every half second keeps it simple; a watch would save nothing measurable.
+    """
+
+    def __init__(self, api: client.ApiClient, *, interval: float = 0.5) -> None:
+        self._api = api
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-provisioner", daemon=True)
+        self.last_error: Exception | None = None
+
+    def __enter__(self) -> FakeProvisioner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.sync()
+            except (ApiException, OSError) as error:
+                # The API server stopping first, or a conflict: the next round retries.
+                self.last_error = error
+                log.debug("fake provisioner: %s", error)
+
+    def sync(self) -> None:
+        core = client.CoreV1Api(self._api)
+        for claim in core.list_persistent_volume_claim_for_all_namespaces().items:
+            volume = _volume_for(claim)
+            if volume is None:
+                continue
+            try:
+                core.create_persistent_volume(volume)
+            except ApiException as error:
+                if error.status != 409:  # created in an earlier round
+                    raise
+        for volume in core.list_persistent_volume().items:
+            meta, spec, status = volume.metadata, volume.spec, volume.status
+            if (
+                meta is not None
+                and meta.name
+                and (meta.annotations or {}).get(PROVISIONED_BY) == PROVISIONER
+                and status is not None
+                and status.phase == "Released"
+                and spec is not None
+                and spec.persistent_volume_reclaim_policy == "Delete"
+            ):
+                with contextlib.suppress(ApiException):
+                    core.delete_persistent_volume(meta.name)
+
+
+def _volume_for(claim: client.V1PersistentVolumeClaim) -> client.V1PersistentVolume | None:
+    """The volume for ``claim`` if the PV controller waits for us to provision one."""
+    meta, spec = claim.metadata, claim.spec
+    if meta is None or spec is None or spec.volume_name or meta.deletion_timestamp:
+        return None
+    annotations = meta.annotations or {}
+    provisioner = annotations.get(
+        "volume.kubernetes.io/storage-provisioner",
+        annotations.get("volume.beta.kubernetes.io/storage-provisioner"),
+    )
+    requests = (spec.resources.requests if spec.resources else None) or {}
+    if provisioner != PROVISIONER or "storage" not in requests:
+        return None
+    return client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(
+            name=f"pvc-{meta.uid}", annotations={PROVISIONED_BY: PROVISIONER}
+        ),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": requests["storage"]},
+            access_modes=spec.access_modes,
+            volume_mode=spec.volume_mode or "Filesystem",
+            storage_class_name=spec.storage_class_name,
+            persistent_volume_reclaim_policy="Delete",
+            # Pre-bound to this claim, as external provisioners do.
+            claim_ref=client.V1ObjectReference(
+                api_version="v1",
+                kind="PersistentVolumeClaim",
+                namespace=meta.namespace,
+                name=meta.name,
+                uid=meta.uid,
+            ),
+            host_path=client.V1HostPathVolumeSource(path=f"/var/lib/kwok-fake-volumes/{meta.uid}"),
+        ),
+    )
+
+
+def _node_ready(node: client.V1Node) -> bool:
+    conditions = (node.status.conditions if node.status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    # The node lifecycle controller adds not-ready taints to a new node and removes
+    # them once it is Ready; pods are only scheduled freely after that.
+    return ready and not (node.spec and node.spec.taints)
+
+
+class _Launcher:
+    """Starts processes with their output in ``logs/NAME.log`` and registers their stop
+    on ``stack`` (LIFO: clients stop before the API server, which stops before etcd)."""
+
+    def __init__(self, stack: contextlib.ExitStack, workdir: Path) -> None:
+        self._stack = stack
+        self._logs = workdir / "logs"
+        self._logs.mkdir(parents=True, exist_ok=True)
+        # A minimal environment: no proxy variables that could send loopback traffic
+        # elsewhere, and a HOME of our own so kwok does not read ~/.kwok/kwok.yaml.
+        self._env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(workdir)}
+        self.components: list[Component] = []
+
+    def start(self, name: str, command: Sequence[str]) -> Component:
+        log_path = self._logs / f"{name}.log"
+        output = self._stack.enter_context(log_path.open("wb"))
+        process = subprocess.Popen(
+            list(command),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+        )
+        self._stack.callback(stop_process, process, grace=10.0)
+        component = Component(name, process, log_path)
+        self.components.append(component)
+        return component
+
+
+@contextlib.contextmanager
+def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]:
+    """Start a control plane with its files in ``workdir`` (which the caller removes),
+    wait until it is ready, yield it, and stop every process on exit."""
+    started = time.monotonic()
+    ports = _Ports()
+    tokens = _Tokens()
+    pki = workdir / "pki"
+    (pki / "apiserver").mkdir(parents=True)
+    sa_key, sa_pub = _write_service_account_keys(pki)
+    token_file = pki / "tokens.csv"
+    token_file.write_text(tokens.auth_file())
+    token_file.chmod(0o600)
+    ca_file = pki / "ca.crt"
+    server = f"https://{LOOPBACK}:{ports.apiserver}"
+    kubeconfigs = workdir / "kubeconfig"
+    admin_kubeconfig = kubeconfigs / "admin.yaml"
+    for path, user, token in (
+        (admin_kubeconfig, ADMIN_USER, tokens.admin),
+        (
+            kubeconfigs / "controller-manager.yaml",
+            CONTROLLER_MANAGER_USER,
+            tokens.controller_manager,
+        ),
+        (kubeconfigs / "scheduler.yaml", SCHEDULER_USER, tokens.scheduler),
+        (kubeconfigs / "kwok.yaml", KWOK_USER, tokens.kwok),
+    ):
+        # The CA file is written once the API server has generated it; no client reads
+        # a kubeconfig before that.
+        write_kubeconfig(path, server=server, ca_file=ca_file, user=user, token=token)
+    etcd_data = workdir / "etcd"
+    etcd_data.mkdir(mode=0o700)
+
+    with contextlib.ExitStack() as stack:
+        launcher = _Launcher(stack, workdir)
+        etcd_url = f"http://{LOOPBACK}:{ports.etcd_client}"
+        peer_url = f"http://{LOOPBACK}:{ports.etcd_peer}"
+        etcd = launcher.start(
+            "etcd",
+            [
+                "etcd",
+                "--name=control-plane",
+                f"--data-dir={etcd_data}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=control-plane={peer_url}",
+                "--initial-cluster-state=new",
+                # Throw-away data: fsync would only make every write wait for the disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        wait_for_http(f"{etcd_url}/health", process=etcd.process, log=etcd.log, timeout=timeout)
+
+        apiserver = launcher.start(
+            "kube-apiserver",
+            [
+                "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={ports.apiserver}",
+                # No --tls-cert-file: the server generates a self-signed serving
+                # certificate (and its CA) here, valid for 127.0.0.1.
+                f"--cert-dir={pki / 'apiserver'}",
+                "--authorization-mode=Node,RBAC",
+                # The defaults (Pod Security, ValidatingAdmissionPolicy, ...) plus the
+                # one kubeadm and kind add.
+                "--enable-admission-plugins=NodeRestriction",
+                # As kubeadm and kind: privileged pods are the Pod Security admission's
+                # call, per namespace, not refused outright.
+                "--allow-privileged=true",
+                f"--token-auth-file={token_file}",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The `kubernetes` Service's Endpoints would hold the advertise address,
+                # and Endpoints may not hold a loopback address: the reconciler would
+                # fail every 10 s. Nothing can reach a Service here anyway.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+        )
+        context = ssl.create_default_context()
+        wait_until(
+            lambda: _extract_serving_ca(pki / "apiserver" / "apiserver.crt", ca_file),
+            "the API server's serving certificate",
+            [etcd, apiserver],
+            timeout=timeout,
+        )
+        context.load_verify_locations(cafile=str(ca_file))
+        wait_until(
+            lambda: _https_ok(f"{server}/readyz", context, tokens.admin),
+            "the API server's /readyz",
+            [etcd, apiserver],
+            timeout=timeout,
+        )
+
+        launcher.start(
+            "kube-controller-manager",
+            [
+                "kube-controller-manager",
+                f"--kubeconfig={kubeconfigs / 'controller-manager.yaml'}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={ports.controller_manager}",
+                "--leader-elect=false",
+                "--controllers=*",
+                "--use-service-account-credentials=false",
+                f"--service-account-private-key-file={sa_key}",
+                # Published as the kube-root-ca.crt ConfigMap of every namespace, which
+                # projected ServiceAccount token volumes carry as ca.crt.
+                f"--root-ca-file={ca_file}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allocate-node-cidrs=false",
+            ],
+        )
+        scheduler = launcher.start(
+            "kube-scheduler",
+            [
+                "kube-scheduler",
+                f"--kubeconfig={kubeconfigs / 'scheduler.yaml'}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={ports.scheduler}",
+                "--leader-elect=false",
+            ],
+        )
+        kwok = launcher.start(
+            "kwok",
+            [
+                "kwok",
+                f"--kubeconfig={kubeconfigs / 'kwok.yaml'}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_VALUE}",
+                f"--server-address={LOOPBACK}:{ports.kwok}",
+                f"--cidr={POD_CIDR}",
+                # Pods' hostIP: if anything ever dialled a node, it stays on loopback.
+                f"--node-ip={LOOPBACK}",
+                # Leases as a kubelet renews them. Also, in v0.7.0, a duration of 0
+                # selects the 10-minute status heartbeat, and the node lifecycle
+                # controller would mark the nodes NotReady within a minute.
+                "--node-lease-duration-seconds=40",
+            ],
+        )
+
+        admin = stack.enter_context(contextlib.closing(_api_client(server, ca_file, tokens.admin)))
+        core = client.CoreV1Api(admin)
+        for name in NODE_NAMES:
+            core.create_node(_node(name))
+        client.StorageV1Api(admin).create_storage_class(_storage_class())
+        # A client of its own: the thread must not share a connection pool with us.
+        provisioner_api = stack.enter_context(
+            contextlib.closing(_api_client(server, ca_file, tokens.admin))
+        )
+        stack.enter_context(FakeProvisioner(provisioner_api))
+
+        components = tuple(launcher.components)
+        wait_for_http(
+            f"http://{LOOPBACK}:{ports.kwok}/healthz",
+            process=kwok.process,
+            log=kwok.log,
+            timeout=timeout,
+        )
+        # Its own self-signed certificate, in memory: a liveness probe on loopback of
+        # a process we started has nothing to verify it against, nor a need to.
+        unverified = ssl._create_unverified_context()
+        wait_until(
+            lambda: _https_ok(f"https://{LOOPBACK}:{ports.scheduler}/healthz", unverified),
+            "kube-scheduler's /healthz",
+            [scheduler],
+            timeout=timeout,
+        )
+        wait_until(
+            lambda: bool(core.read_namespaced_service_account("default", "default")),
+            "the default ServiceAccount (kube-controller-manager)",
+            components,
+            timeout=timeout,
+        )
+        wait_until(
+            lambda: all(_node_ready(core.read_node(name)) for name in NODE_NAMES),
+            f"nodes {', '.join(NODE_NAMES)} Ready and untainted (kwok)",
+            components,
+            timeout=timeout,
+        )
+
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(admin_kubeconfig)
+        # kubectl's discovery cache is per server address, and every run has a new port.
+        env["KUBECACHEDIR"] = str(workdir / "kube-cache")
+        yield Cluster(
+            server=server,
+            kubeconfig=admin_kubeconfig,
+            ca_file=ca_file,
+            admin_token=tokens.admin,
+            env=env,
+            workdir=workdir,
+            nodes=NODE_NAMES,
+            components=components,
+            ready_seconds=time.monotonic() - started,
+        )
+
+
+def _api_client(server: str, ca_file: Path, token: str) -> client.ApiClient:
+    configuration = client.Configuration(
+        host=server,
+        api_key={"authorization": token},
+        api_key_prefix={"authorization": "Bearer"},
+    )
+    configuration.ssl_ca_cert = str(ca_file)
+    return client.ApiClient(configuration)
