@@ -89,9 +89,8 @@ build_kubernetes() {
                 ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
             done
             mkdir -p "$dir.partial"
-            for tool in "${tools[@]}"; do
-                go build -ldflags "$ldflags" -o "$dir.partial/$tool" "k8s.io/kubernetes/cmd/$tool"
-            done
+            # One build of all four: Go compiles and links them in parallel.
+            go build -ldflags "$ldflags" -o "$dir.partial/" "${tools[@]/#/k8s.io/kubernetes/cmd/}"
         )
         rm -rf "$dir" && mv "$dir.partial" "$dir"
         rm -rf "$work"

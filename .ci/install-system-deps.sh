@@ -40,4 +40,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 bash .ci/install-helm.sh
+bash .ci/build-go-tools.sh
 bash .ci/install-checkov.sh >/dev/null
