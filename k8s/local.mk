@@ -8,7 +8,7 @@ IMAGE_TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' helm/a
 SCORER_IMAGE ?= accident-triage-scorer:$(IMAGE_TAG)
 JOBS_IMAGE ?= accident-triage-jobs:$(IMAGE_TAG)
 HELM_INSTALL = helm upgrade --install $(RELEASE) helm/accident-triage --namespace $(NAMESPACE) \
-	--create-namespace -f k8s/values-local.yaml --timeout 15m \
+	--create-namespace -f k8s/values-local.yaml --wait --timeout 15m \
 	--set scorer.image.tag=$(IMAGE_TAG) --set jobsImage.tag=$(IMAGE_TAG)
 
 .PHONY: images
@@ -37,7 +37,6 @@ kind-load: images ## Build the images and load them into the kind cluster
 .PHONY: kind-deploy
 kind-deploy: kind-load ## Install/upgrade the chart on kind and run its test
 	$(HELM_INSTALL)
-	kubectl -n $(NAMESPACE) rollout status deployment/$(RELEASE)-scorer --timeout 5m
 	helm -n $(NAMESPACE) test $(RELEASE)
 
 .PHONY: kind-down
@@ -57,7 +56,6 @@ minikube-load: images ## Build the images and load them into minikube
 .PHONY: minikube-deploy
 minikube-deploy: minikube-load ## Install/upgrade the chart on minikube and run its test
 	$(HELM_INSTALL)
-	kubectl -n $(NAMESPACE) rollout status deployment/$(RELEASE)-scorer --timeout 5m
 	helm -n $(NAMESPACE) test $(RELEASE)
 
 .PHONY: minikube-down

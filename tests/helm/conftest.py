@@ -47,7 +47,26 @@ def checkov() -> str:
 
 
 @pytest.fixture(scope="session")
-def render(helm: str) -> Callable[..., Rendered]:
+def template(helm: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``template(*args, release=RELEASE, chart=CHART)``: ``helm template`` in the
+    release namespace, not checked (the caller asserts on the exit code and stderr)."""
+
+    def _template(
+        *args: str, release: str = RELEASE, chart: Path = CHART
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [helm, "template", release, str(chart), "--namespace", NAMESPACE, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return _template
+
+
+@pytest.fixture(scope="session")
+def render(template: Callable[..., subprocess.CompletedProcess[str]]) -> Callable[..., Rendered]:
     """``render(scenario, *extra_args)``: ``helm template`` of the chart with that
     scenario's values, parsed; cached per arguments."""
     cache: dict[tuple[str, ...], Rendered] = {}
@@ -56,23 +75,7 @@ def render(helm: str) -> Callable[..., Rendered]:
         key = (scenario, *extra)
         if key not in cache:
             values = CHART / "ci" / f"{scenario}-values.yaml"
-            result = subprocess.run(
-                [
-                    helm,
-                    "template",
-                    RELEASE,
-                    str(CHART),
-                    "--namespace",
-                    NAMESPACE,
-                    "-f",
-                    str(values),
-                    *extra,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            result = template("-f", str(values), *extra)
             assert result.returncode == 0, result.stderr
             docs = [d for d in yaml.safe_load_all(result.stdout) if d]
             user_values: dict[str, Any] = yaml.safe_load(values.read_text()) or {}

@@ -1,30 +1,49 @@
 """Assertions on the rendered manifests of every ``ci/*-values.yaml`` scenario: probes,
-resources, security contexts, autoscaling, RBAC, labels, references and images."""
+resources, security contexts, autoscaling, RBAC, labels, references, images and jobs.
+The storage (SeaweedFS, per-role S3 credentials) is in test_chart_storage.py, the
+retrain admission policy in test_chart_admission_policy.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
+from pydantic_settings import BaseSettings
 
+from monitoring.settings import MonitoringSettings
+from service.settings import ScorerSettings
 from tests.helm.chart import (
     CHART,
+    CLUSTER_SCOPED_KINDS,
     GRAFANA,
+    GRAFANA_LINK,
+    KUBERNETES_VERSIONS,
     NAMESPACE,
     RELEASE,
+    ROOT,
     Rendered,
     chart_app_version,
+    chart_values,
+    env_of,
+    env_values,
+    image_ref,
     name,
     pod_labels,
     pod_spec,
 )
+from training.train import TrainingSettings
+
+Template = Callable[..., subprocess.CompletedProcess[str]]
 
 RETRAIN_RULES = [
     {
@@ -52,7 +71,10 @@ def test_every_object_has_the_standard_labels_and_the_release_namespace(
         assert labels.get("app.kubernetes.io/managed-by") == "Helm", where
         assert labels.get("app.kubernetes.io/component"), where
         assert labels.get("helm.sh/chart", "").startswith("accident-triage-"), where
-        assert doc["metadata"].get("namespace") == NAMESPACE, where
+        if doc["kind"] in CLUSTER_SCOPED_KINDS:
+            assert "namespace" not in doc["metadata"], where
+        else:
+            assert doc["metadata"].get("namespace") == NAMESPACE, where
         assert len(doc["metadata"]["name"]) <= 63, where
 
 
@@ -120,28 +142,59 @@ def test_our_images_run_as_their_fixed_uid_with_a_writable_tmp(scenario: Rendere
             assert "sizeLimit" in volume["emptyDir"], doc["metadata"]["name"]
 
 
-def expected_images(values: dict[str, Any]) -> dict[str, str]:
-    def ref(image: dict[str, Any]) -> str:
-        if image.get("digest"):
-            return f"{image['repository']}@{image['digest']}"
-        return f"{image['repository']}:{image.get('tag') or chart_app_version()}"
+# Every image value of the chart, by its path in values.yaml.
+IMAGE_VALUES = (
+    "scorer.image",
+    "jobsImage",
+    "seaweedfs.image",
+    "prometheus.image",
+    "pushgateway.image",
+    "grafana.image",
+)
 
-    return {
-        "scorer": ref(values["scorer"]["image"]),
-        "jobs": ref(values["jobsImage"]),
-        "minio": ref(values["minio"]["image"]),
-        "prometheus": ref(values["prometheus"]["image"]),
-        "pushgateway": ref(values["pushgateway"]["image"]),
-        "grafana": ref(values["grafana"]["image"]),
-    }
+
+def value_at(values: dict[str, Any], path: str) -> Any:
+    node: Any = values
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def expected_images(values: dict[str, Any]) -> dict[str, str]:
+    return {path: image_ref(values, value_at(values, path)) for path in IMAGE_VALUES}
 
 
 def test_every_image_reference_comes_from_the_values(scenario: Rendered) -> None:
     allowed = expected_images(scenario.values)
     used = {container["image"] for _, container in scenario.containers()}
     assert used <= set(allowed.values()), used - set(allowed.values())
-    assert allowed["scorer"] in used
-    assert allowed["jobs"] in used
+    assert allowed["scorer.image"] in used
+    assert allowed["jobsImage"] in used
+    if scenario.values["seaweedfs"]["enabled"]:
+        seaweedfs = pod_spec(scenario.get("Deployment", name("seaweedfs")))["containers"][0]
+        assert seaweedfs["image"] == allowed["seaweedfs.image"]
+
+
+def ci_versions() -> dict[str, str]:
+    lines = (ROOT / ".ci" / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def test_default_images_pin_their_registry_and_seaweedfs_is_the_tested_release(
+    render: Callable[..., Rendered],
+) -> None:
+    rendered = render("default")
+    images = {
+        doc["metadata"]["name"]: container["image"] for doc, container in rendered.containers()
+    }
+    # The store the tests build and run (`weed`, .ci/build-go-tools.sh) is the one deployed.
+    release = ci_versions()["SEAWEEDFS_RELEASE"]
+    assert images[name("seaweedfs")] == f"docker.io/chrislusf/seaweedfs:{release}"
+    for component in ("prometheus", "pushgateway", "grafana"):
+        assert images[name(component)].startswith("docker.io/"), component
+    # Our own images have no registry: they are loaded into kind/minikube.
+    assert images[name("scorer")] == f"accident-triage-scorer:{chart_app_version()}"
+    assert images[name("training")] == f"accident-triage-jobs:{chart_app_version()}"
 
 
 def test_image_overrides_reach_every_container(render: Callable[..., Rendered]) -> None:
@@ -161,6 +214,37 @@ def test_image_overrides_reach_every_container(render: Callable[..., Rendered]) 
     assert "registry.example.org/triage/scorer:1.2.3" in images
     assert f"registry.example.org/triage/jobs@{digest}" in images
     assert not {i for i in images if i.startswith("accident-triage-")}
+    registries = render(
+        "default",
+        "--set",
+        "scorer.image.registry=ghcr.io/acme/",
+        "--set",
+        "seaweedfs.image.registry=quay.io",
+    )
+    images = {container["image"] for _, container in registries.containers()}
+    assert f"ghcr.io/acme/accident-triage-scorer:{chart_app_version()}" in images
+    assert f"accident-triage-jobs:{chart_app_version()}" in images
+    assert any(i.startswith("quay.io/chrislusf/seaweedfs:") for i in images)
+
+
+def test_global_image_registry_replaces_every_registry(render: Callable[..., Rendered]) -> None:
+    rendered = render(
+        "default",
+        "--set",
+        "global.imageRegistry=mirror.example.org/hub/",
+        "--set",
+        "scorer.image.registry=ghcr.io/acme",
+        "--set",
+        "grafana.image.registry=quay.io",
+    )
+    images = {container["image"] for _, container in rendered.containers()}
+    values = chart_values()
+    expected = set()
+    for path in IMAGE_VALUES:
+        image = value_at(values, path)
+        tag = image["tag"] or chart_app_version()
+        expected.add(f"mirror.example.org/hub/{image['repository']}:{tag}")
+    assert images == expected
 
 
 # --- the scorer -----------------------------------------------------------------------
@@ -267,6 +351,8 @@ def test_pdb_and_topology_spread(scenario: Rendered) -> None:
             == scorer(scenario)["spec"]["selector"]["matchLabels"]
         )
         assert pdb["spec"]["maxUnavailable"] == 1
+        # A pod that serves nothing (no model yet, crash loop) never blocks a drain.
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     else:
         assert not pdbs
 
@@ -351,11 +437,12 @@ def test_drift_and_scorer_jobs_target_the_training_cronjob(render: Callable[...,
 
 def external_secrets(values: dict[str, Any]) -> set[str]:
     """Secrets the user provides (existingSecret values); everything else is rendered."""
+    external = values["storage"]["external"]
     return {
         s
         for s in (
-            values["storage"]["external"]["existingSecret"],
-            values["minio"]["auth"]["existingSecret"],
+            external["existingSecret"],
+            *external["roleSecrets"].values(),
             values["scorer"]["apiKey"]["existingSecret"],
             values["grafana"]["admin"]["existingSecret"],
         )
@@ -381,7 +468,7 @@ def test_every_referenced_configmap_secret_and_account_exists(scenario: Rendered
             if "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"]["claimName"]
                 assert claim in scenario.names("PersistentVolumeClaim"), where
-        for container in spec["containers"]:
+        for container in spec.get("initContainers", []) + spec["containers"]:
             for env in container.get("env", []):
                 reference = env.get("valueFrom", {})
                 if "secretKeyRef" in reference:
@@ -431,30 +518,256 @@ def test_training_cronjob_is_a_suspended_template(scenario: Rendered) -> None:
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     container = pod_spec(cronjob)["containers"][0]
     assert container["command"] == ["python", "-m", "training", "train"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    env = env_values(container)
     assert env["TRAINING_REGISTRY_URI"].startswith("s3://")
     assert env["TRAINING_RAW_URI"] == scenario.values["training"]["rawUri"]
+    # Retrains are created from this template: they must really retrain.
+    assert "TRAINING_FIRST_MODEL_ONLY" not in env
 
 
-def test_bootstrap_job_is_a_post_install_hook_after_the_bucket(scenario: Rendered) -> None:
-    job = scenario.get("Job", name("bootstrap"))
-    annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install"
-    container = pod_spec(job)["containers"][0]
-    bootstrap = scenario.values["training"]["bootstrap"]
+def test_cronjob_job_templates_carry_only_the_selector_labels(scenario: Rendered) -> None:
+    for cronjob in scenario.kinds("CronJob"):
+        component = cronjob["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert cronjob["spec"]["jobTemplate"]["metadata"]["labels"] == {
+            "app.kubernetes.io/name": "accident-triage",
+            "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": component,
+        }, cronjob["metadata"]["name"]
+
+
+def test_cronjob_job_labels_stay_the_same_across_chart_versions(
+    template: Template, tmp_path: Path
+) -> None:
+    """The retrain trigger finds a CronJob's running Jobs by their labels: an upgrade
+    of the chart must not change them (it changes the objects' own labels)."""
+    upgraded = tmp_path / "accident-triage"
+    shutil.copytree(CHART, upgraded)
+    chart = yaml.safe_load((upgraded / "Chart.yaml").read_text())
+    chart["version"] = chart["appVersion"] = "99.1.0"
+    (upgraded / "Chart.yaml").write_text(yaml.safe_dump(chart))
+
+    def cronjobs(chart_dir: Path) -> dict[str, dict[str, Any]]:
+        result = template(chart=chart_dir)
+        assert result.returncode == 0, result.stderr
+        return {
+            d["metadata"]["name"]: d
+            for d in yaml.safe_load_all(result.stdout)
+            if d and d["kind"] == "CronJob"
+        }
+
+    before, after = cronjobs(CHART), cronjobs(upgraded)
+    assert set(before) == set(after) == {name("training"), name("drift")}
+    for cronjob in before:
+        assert before[cronjob]["metadata"]["labels"] != after[cronjob]["metadata"]["labels"]
+        assert (
+            before[cronjob]["spec"]["jobTemplate"]["metadata"]
+            == after[cronjob]["spec"]["jobTemplate"]["metadata"]
+        )
+
+
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+BOOTSTRAP_NAME = re.compile(re.escape(name("bootstrap")) + "-[0-9a-f]{8}")
+
+
+def bootstrap_job(rendered: Rendered) -> dict[str, Any]:
+    (job,) = [j for j in rendered.kinds("Job") if BOOTSTRAP_NAME.fullmatch(j["metadata"]["name"])]
+    return job
+
+
+def test_first_model_job_is_a_plain_job_that_waits_for_the_storage(scenario: Rendered) -> None:
+    training = scenario.values["training"]
+    if not (training["enabled"] and training["bootstrap"]["enabled"]):
+        assert not scenario.kinds("Job")
+        return
+    # The only Job: no bucket-creation Job any more (SeaweedFS creates the bucket).
+    (job,) = scenario.kinds("Job")
+    assert job is bootstrap_job(scenario)
+    assert not any(k.startswith("helm.sh/hook") for k in job["metadata"].get("annotations", {}))
+    bootstrap = training["bootstrap"]
+    assert job["spec"]["activeDeadlineSeconds"] == bootstrap["activeDeadlineSeconds"]
+    spec = pod_spec(job)
+    (wait,) = spec["initContainers"]
+    (container,) = spec["containers"]
+    assert wait["name"] == "wait-for-storage"
+    assert wait["image"] == container["image"]
+    assert wait["command"] == [
+        "python",
+        "-m",
+        "training",
+        "wait-for-storage",
+        "--timeout",
+        str(bootstrap["storageWaitSeconds"]),
+    ]
+    # It waits for the storage the training run uses, with the same credentials.
+    wait_env, env = env_of(wait), env_of(container)
+    for variable in ("TRAINING_REGISTRY_URI", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
+        assert wait_env.get(variable) == env.get(variable), variable
+    assert wait_env.get("AWS_ENDPOINT_URL") == env.get("AWS_ENDPOINT_URL")
+    assert env["TRAINING_FIRST_MODEL_ONLY"]["value"] == "true"
     if bootstrap["source"] == "synthetic":
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["TRAINING_RAW_URI"] == (
+        assert env["TRAINING_RAW_URI"]["value"] == (
             f"synthetic://?accidents={bootstrap['accidents']}&seed={bootstrap['seed']}"
         )
     else:
         assert f"download --year {bootstrap['baacYear']}" in container["command"][-1]
-    if scenario.values["minio"]["enabled"]:
-        bucket = scenario.get("Job", name("bucket"))
-        weight = int(bucket["metadata"]["annotations"]["helm.sh/hook-weight"])
-        assert weight < int(annotations["helm.sh/hook-weight"])
-    else:
-        assert name("bucket") not in scenario.names("Job")
+
+
+def test_only_the_helm_test_pod_is_a_hook(scenario: Rendered) -> None:
+    for doc in scenario.docs:
+        hooks = {k for k in doc["metadata"].get("annotations", {}) if k.startswith("helm.sh/hook")}
+        if (doc["kind"], doc["metadata"]["name"]) == ("Pod", name("test")):
+            assert hooks
+        else:
+            assert not hooks, f"{doc['kind']}/{doc['metadata']['name']}: {hooks}"
+
+
+def test_first_model_job_name_changes_with_its_pod_template_only(template: Template) -> None:
+    """A Job's pod template is immutable: its name carries a digest of it, so a changed
+    template is a new Job. The digest must not change with anything else, such as the
+    credentials generated anew at every render."""
+
+    def job_name(*args: str) -> str:
+        result = template(*args)
+        assert result.returncode == 0, result.stderr
+        (job,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Job"]
+        assert BOOTSTRAP_NAME.fullmatch(job["metadata"]["name"])
+        job_name: str = job["metadata"]["name"]
+        return job_name
+
+    first = job_name()
+    assert job_name() == first
+    assert job_name("--set", "grafana.anonymousViewer=true") == first
+    assert job_name("--set", "training.bootstrap.seed=7") != first
+    assert job_name("--set", "jobsImage.tag=9.9.9") != first
+
+
+def test_cronjob_names_leave_room_for_the_job_suffix(template: Template) -> None:
+    """The CronJob controller appends 11 characters to a Job's name, which must stay a
+    label value (63): CronJob names are at most 52 characters, with the longest release
+    name Helm accepts (53), and everything that names them agrees."""
+    release = "r" + "x" * 52
+    # The ingress scenario has both retrain callers (drift job and scorer).
+    result = template("-f", str(CHART / "ci" / "ingress-values.yaml"), release=release)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    cronjobs = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "CronJob"
+    }
+    assert set(cronjobs) == {"training", "drift"}
+    for component, cronjob in cronjobs.items():
+        assert len(cronjob) <= 52, cronjob
+        assert cronjob.startswith(release[:40]), cronjob
+        assert cronjob.endswith(f"-{component}"), cronjob
+    # Kubernetes' own limits: Services and Jobs are DNS labels (a Job's name is also a
+    # label value), everything else a DNS subdomain.
+    for doc in docs:
+        limit = 63 if doc["kind"] in {"Service", "Job"} else 253
+        assert len(doc["metadata"]["name"]) <= limit, doc["metadata"]["name"]
+        assert DNS_SUBDOMAIN.fullmatch(doc["metadata"]["name"]), doc["metadata"]["name"]
+    training = cronjobs["training"]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    drift = next(d for d in by_kind["CronJob"] if d["metadata"]["name"] == cronjobs["drift"])
+    assert env_values(pod_spec(drift)["containers"][0])["MONITORING_TRAINING_CRONJOB"] == training
+    scorer = next(
+        d
+        for d in by_kind["Deployment"]
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "scorer"
+    )
+    assert env_values(pod_spec(scorer)["containers"][0])["SCORER_RETRAIN_CRONJOB"] == training
+    for role in by_kind["Role"]:
+        for rule in role["rules"]:
+            if "cronjobs" in rule["resources"]:
+                assert rule["resourceNames"] == [training], role["metadata"]["name"]
+    (binding,) = by_kind["ValidatingAdmissionPolicyBinding"]
+    assert binding["spec"]["paramRef"]["name"] == training
+
+
+def test_drift_job_always_knows_its_namespace(scenario: Rendered) -> None:
+    """MONITORING_NAMESPACE: where the training CronJob is, and the `namespace` label of
+    the pushed metrics, whatever the retrain mode."""
+    if not scenario.values["drift"]["enabled"]:
+        return
+    drift = pod_spec(scenario.get("CronJob", name("drift")))["containers"][0]
+    assert env_values(drift)["MONITORING_NAMESPACE"] == NAMESPACE
+
+
+# --- the chart's defaults are the code's ------------------------------------------------
+
+# Settings the chart sets on purpose to something else than the code's default.
+DELIBERATE = {
+    "SCORER_REGISTRY_URI": "the release's bucket, not a local folder",
+    "SCORER_RETRAIN_MODE": "local subprocesses make no sense in a scorer pod",
+    "SCORER_RETRAIN_CRONJOB": "the release's own training CronJob",
+    "SCORER_RETRAIN_NAMESPACE": "the release namespace",
+    "MONITORING_REGISTRY_URI": "the release's bucket",
+    "MONITORING_RETRAIN_MODE": "retrains are Jobs in the cluster",
+    "MONITORING_PUSHGATEWAY_URL": "the bundled Pushgateway",
+    "MONITORING_NAMESPACE": "the release namespace",
+    "MONITORING_TRAINING_CRONJOB": "the release's own training CronJob",
+    "TRAINING_REGISTRY_URI": "the release's bucket",
+    "TRAINING_RAW_URI": "a size for the chart (training.rawUri, training.bootstrap)",
+    "TRAINING_FIRST_MODEL_ONLY": "the first-model Job's whole point",
+}
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "SCORER_": ScorerSettings,
+    "MONITORING_": MonitoringSettings,
+    "TRAINING_": TrainingSettings,
+}
+
+
+def settings_variables(rendered: Rendered) -> list[tuple[str, type[BaseSettings], str, str]]:
+    """(variable, settings class, field, rendered value) of every plain settings variable
+    of the scorer, the drift job and the training pods."""
+    found = []
+    for doc, container in rendered.containers():
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component not in {"scorer", "drift", "training", "bootstrap"} or doc["kind"] == "Pod":
+            continue
+        for variable, value in env_values(container).items():
+            for prefix, settings in SETTINGS.items():
+                if variable.startswith(prefix) and value is not None:
+                    field = variable.removeprefix(prefix).lower()
+                    found.append((variable, settings, field, value))
+    return found
+
+
+def parse_setting(settings: type[BaseSettings], field: str, value: str) -> Any:
+    """A variable's value as the settings class reads it (type and constraints)."""
+    info = settings.model_fields[field]
+    annotation: Any = info.annotation
+    if info.metadata:
+        annotation = Annotated[(annotation, *info.metadata)]
+    return TypeAdapter(annotation).validate_python(value)
+
+
+def test_every_settings_variable_the_chart_sets_is_a_valid_setting(scenario: Rendered) -> None:
+    found = settings_variables(scenario)
+    assert {settings for _, settings, _, _ in found} == set(SETTINGS.values())
+    for variable, settings, field, value in found:
+        assert field in settings.model_fields, f"{variable}: {settings.__name__} has no {field}"
+        parse_setting(settings, field, value)
+
+
+def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -> None:
+    """drift.minRows is MonitoringSettings.min_rows's default, scorer.batchLimit is
+    ScorerSettings.batch_limit's, and so on for every variable the chart sets, except
+    the ones it sets on purpose (DELIBERATE)."""
+    checked = set()
+    for variable, settings, field, value in settings_variables(render("default")):
+        if variable in DELIBERATE:
+            continue
+        default = settings.model_fields[field].default
+        parsed = parse_setting(settings, field, value)
+        assert parsed == default, f"{variable}={value!r}, {settings.__name__}.{field}={default!r}"
+        checked.add(variable)
+    assert {"MONITORING_MIN_ROWS", "MONITORING_DRIFT_SHARE", "SCORER_BATCH_LIMIT"} <= checked
+    values = chart_values()
+    assert values["drift"]["minRows"] == MonitoringSettings.model_fields["min_rows"].default
+    assert values["drift"]["driftShare"] == MonitoringSettings.model_fields["drift_share"].default
 
 
 def test_helm_test_pod_checks_ready_and_predict(scenario: Rendered) -> None:
@@ -565,11 +878,11 @@ def test_operator_objects_follow_the_cluster_capabilities_in_auto_mode(
     assert not bundled.kinds("ServiceMonitor"), "the bundled Prometheus scrapes by itself"
 
 
-@pytest.mark.parametrize("version", ["1.29.0", "1.33.0"])
+@pytest.mark.parametrize("version", [KUBERNETES_VERSIONS[0], KUBERNETES_VERSIONS[-1]])
 def test_renders_for_each_supported_kubernetes_version(
     render: Callable[..., Rendered], version: str
 ) -> None:
-    assert render("default", f"--kube-version={version}").kinds("Deployment")
+    assert render("default", f"--kube-version={version}.0").kinds("Deployment")
 
 
 @pytest.mark.parametrize(
@@ -580,7 +893,9 @@ def test_renders_for_each_supported_kubernetes_version(
             "training.enabled=false,drift.retrain.mode=disabled,scorer.retrain.mode=kubernetes",
             "scorer.retrain.mode=kubernetes creates Jobs",
         ),
-        ("minio.enabled=false", "set storage.external.endpoint"),
+        ("seaweedfs.enabled=false", "set storage.external.endpoint"),
+        # The MinIO block is gone: an old values file is refused, not silently ignored.
+        ("minio.enabled=true", "Additional property minio is not allowed"),
         ("prometheus.enabled=false", "set grafana.prometheusUrl"),
         ("scorer.replicas=3", "Additional property replicas is not allowed"),
         ("scorer.retrain.mode=local", "scorer.retrain.mode must be one of"),
@@ -599,11 +914,14 @@ def test_unsafe_or_inconsistent_values_are_refused(helm: str, settings: str, mes
     assert message in result.stderr
 
 
-def test_chart_links_grafana_dir_instead_of_copying_it(helm: str, tmp_path: Path) -> None:
-    link = CHART / "files" / "grafana"
-    assert link.is_symlink()
-    assert link.resolve() == GRAFANA.resolve()
-    # `helm package` follows the link: the packaged chart holds the files themselves.
+def test_repository_grafana_dir_links_into_the_chart(helm: str, tmp_path: Path) -> None:
+    """The dashboards and rules live in the chart (a link inside a chart makes Helm warn);
+    the repository's grafana/ is a relative link to them, valid in any checkout."""
+    assert GRAFANA.is_dir()
+    assert not GRAFANA.is_symlink()
+    assert GRAFANA_LINK.is_symlink()
+    assert not os.path.isabs(os.readlink(GRAFANA_LINK))
+    assert GRAFANA_LINK.resolve() == GRAFANA.resolve()
     result = subprocess.run(
         [helm, "package", str(CHART), "--destination", str(tmp_path)],
         capture_output=True,
@@ -612,6 +930,7 @@ def test_chart_links_grafana_dir_instead_of_copying_it(helm: str, tmp_path: Path
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "symbolic link" not in result.stderr
     (archive,) = tmp_path.glob("accident-triage-*.tgz")
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
@@ -624,6 +943,33 @@ def test_chart_links_grafana_dir_instead_of_copying_it(helm: str, tmp_path: Path
     assert "accident-triage/files/grafana/prometheus/alerts.yaml" in names
     assert not any(n.endswith(".test.yaml") for n in names), "rule tests stay out (.helmignore)"
     assert not any(n.startswith("accident-triage/ci/") for n in names)
+
+
+def test_helm_template_prints_no_warning(template: Template) -> None:
+    result = template()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("removed", "message"),
+    [
+        ("files/grafana", "the chart has no files/grafana/dashboards/*.json"),
+        ("files/grafana/dashboards", "the chart has no files/grafana/dashboards/*.json"),
+        ("files/grafana/prometheus", "the chart has no files/grafana/prometheus/alerts.yaml"),
+    ],
+)
+def test_a_chart_without_its_grafana_files_fails_clearly(
+    template: Template, tmp_path: Path, removed: str, message: str
+) -> None:
+    """A broken checkout or package (say, a link that was not followed) must not
+    install a Grafana without dashboards or a Prometheus without rules."""
+    chart = tmp_path / "accident-triage"
+    shutil.copytree(CHART, chart)
+    shutil.rmtree(chart / removed)
+    result = template(chart=chart)
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 def test_notes_tell_what_to_port_forward_and_print_no_secret(helm: str, tmp_path: Path) -> None:
@@ -653,8 +999,9 @@ def test_notes_tell_what_to_port_forward_and_print_no_secret(helm: str, tmp_path
     )
     assert result.returncode == 0, result.stderr
     text = yaml.safe_load(result.stdout)["notes"]
-    assert f"port-forward service/{name('scorer')} 8000:80" in text
-    assert f"port-forward service/{name('grafana')} 3000:3000" in text
+    # Local ports that do not clash with kind's port mappings (8000, 3000).
+    assert f"port-forward service/{name('scorer')} 8080:80" in text
+    assert f"port-forward service/{name('grafana')} 3300:3000" in text
     assert f"port-forward service/{name('prometheus')} 9090:9090" in text
     assert f"helm -n {NAMESPACE} test {RELEASE}" in text
     # It tells how to read the generated secrets; it never reads them itself.

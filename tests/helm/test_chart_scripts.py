@@ -1,5 +1,6 @@
-"""The Python the chart runs inline, executed for real: the bucket-creation Job against
-a moto S3 server, and the `helm test` pod against a real scorer on loopback."""
+"""What the chart runs, executed for real: the first-model Job's wait-for-storage init
+container against a moto S3 server, and the `helm test` pod against a real scorer on
+loopback. (SeaweedFS itself, with the chart's identities, is in tests/seaweedfs/.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.factories import publish_model
-from tests.helm.chart import Rendered, name, pod_spec
+from tests.helm.chart import Rendered, env_values, name, pod_spec
 from tests.support import S3Server
 from training.registry import Registry
 from training.storage import open_storage
@@ -32,33 +34,58 @@ def inline_script(rendered: Rendered, kind: str, component: str) -> str:
     return script
 
 
-def test_bucket_job_creates_the_bucket_once(
+def wait_for_storage(rendered: Rendered) -> dict[str, Any]:
+    (job,) = rendered.kinds("Job")
+    (container,) = pod_spec(job)["initContainers"]
+    return container
+
+
+def run_wait_for_storage(
+    container: dict[str, Any], registry_uri: str, timeout: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The init container's command and plain environment, on this machine: the
+    registry and the endpoint are the test's, the credentials moto's (aws_env)."""
+    command = list(container["command"])
+    assert command[0] == "python"
+    if timeout is not None:
+        assert command[-2] == "--timeout"
+        command[-1] = timeout
+    env = {k: v for k, v in env_values(container).items() if v is not None}
+    env.pop("AWS_ENDPOINT_URL", None)
+    env["TRAINING_REGISTRY_URI"] = registry_uri
+    return subprocess.run(
+        [sys.executable, *command[1:]],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_first_model_job_waits_for_the_bucket_then_goes_on(
     render: Callable[..., Rendered], s3_env: S3Server
 ) -> None:
-    script = inline_script(render("default"), "Job", "bucket")
-    bucket = f"triage-{os.getpid()}-{int(time.time())}"
-    env = {**os.environ, "BUCKET": bucket}
-    first = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert first.returncode == 0, first.stderr
-    assert f"created bucket {bucket}" in first.stdout
-    s3_env.admin.head_bucket(Bucket=bucket)
-    again = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert again.returncode == 0, again.stderr
-    assert f"bucket {bucket} exists" in again.stdout
+    container = wait_for_storage(render("default"))
+    assert env_values(container)["TRAINING_REGISTRY_URI"].startswith("s3://")
+    bucket = s3_env.make_bucket()
+    result = run_wait_for_storage(container, f"s3://{bucket}/")
+    assert result.returncode == 0, result.stderr
+    assert bucket in result.stdout
+
+
+def test_first_model_job_fails_clearly_when_the_bucket_never_comes(
+    render: Callable[..., Rendered], s3_env: S3Server
+) -> None:
+    container = wait_for_storage(render("default"))
+    missing = f"missing-{os.getpid()}-{int(time.time())}"
+    result = run_wait_for_storage(container, f"s3://{missing}/", timeout="1")
+    assert result.returncode != 0
+    # The Job's log ends with one line saying why.
+    reason = result.stderr.strip().splitlines()[-1]
+    assert reason.startswith("error: "), result.stderr
+    assert "not usable" in reason and missing in reason
 
 
 def free_port() -> int:

@@ -219,7 +219,8 @@ Write, so a role can only delete where it may write.
 }}
 {{- $identities := list }}
 {{- range $role := list "training" "scorer" "drift" "admin" }}
-{{- $credentials := include "triage.s3GeneratedCredentials" (list $ $role) | fromYaml }}
+{{- $generated := include "triage.s3GeneratedCredentials" (list $ $role) | fromYaml }}
+{{- $credentials := dict "accessKey" $generated.accessKeyId "secretKey" $generated.secretAccessKey }}
 {{- $identities = append $identities (dict "name" $role "credentials" (list $credentials) "actions" (index $actions $role)) }}
 {{- end }}
 {{- dict "identities" $identities | toPrettyJson }}
@@ -293,7 +294,7 @@ Call with (list $ "secret-name" "key" 32).
 {{- end }}
 
 {{- define "triage.scorerApiKeySecretName" -}}
-{{- default (printf "%s-api-key" (include "triage.scorerName" .)) .Values.scorer.apiKey.existingSecret }}
+{{- default (include "triage.componentName" (list . "scorer-api-key")) .Values.scorer.apiKey.existingSecret }}
 {{- end }}
 
 {{/*
@@ -386,6 +387,9 @@ Prometheus is off and the cluster serves the CRD (helm template: pass
 {{- define "triage.validate" -}}
 {{- if and (or .Values.dashboards.enabled .Values.grafana.enabled) (not (.Files.Glob "files/grafana/dashboards/*.json")) }}
 {{- fail "the chart has no files/grafana/dashboards/*.json: a broken checkout or package (the dashboards live in helm/accident-triage/files/grafana)" }}
+{{- end }}
+{{- if and .Values.grafana.enabled (not (and (.Files.Get "files/grafana/provisioning/datasources.yaml") (.Files.Get "files/grafana/provisioning/dashboards.yaml"))) }}
+{{- fail "the chart has no files/grafana/provisioning/{datasources,dashboards}.yaml: a broken checkout or package" }}
 {{- end }}
 {{- if and .Values.prometheus.enabled (not (.Files.Get "files/grafana/prometheus/alerts.yaml")) }}
 {{- fail "the chart has no files/grafana/prometheus/alerts.yaml: a broken checkout or package" }}
