@@ -1,5 +1,6 @@
 """Helpers for tests that start real servers on loopback ports (moto S3, uvicorn,
-Prometheus, ...). A plain module, not a conftest: import it as ``tests.support``."""
+Prometheus, ...; SeaweedFS has its own module, ``tests/seaweedfs_server.py``). A plain
+module, not a conftest: import it as ``tests.support``."""
 
 from __future__ import annotations
 
@@ -126,24 +127,33 @@ def moto_server_command(port: int) -> list[str]:
 
 @dataclass
 class S3Server:
+    """A running S3 server. ``access_key``/``secret_key`` are the credentials that may
+    create buckets: anything for moto, the chart's admin identity for SeaweedFS."""
+
     endpoint_url: str
     process: subprocess.Popen[bytes]
+    access_key: str = "testing"
+    secret_key: str = "testing"
+    name: str = "moto"
 
-    @functools.cached_property
-    def admin(self) -> Any:
-        """A boto3 client for test set-up (path-style, as the storage layer talks),
-        built once: creating a client costs about 0.1 s."""
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        """A boto3 client (path-style, as the storage layer talks) for test set-up."""
         import boto3.session
         from botocore.config import Config
 
         session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
             region_name="us-east-1",
         )
         return session.client(
             "s3", endpoint_url=self.endpoint_url, config=Config(s3={"addressing_style": "path"})
         )
+
+    @functools.cached_property
+    def admin(self) -> Any:
+        """The set-up client, built once: creating a client costs about 0.1 s."""
+        return self.client()
 
     def make_bucket(self) -> str:
         """Create a fresh, uniquely named bucket and return its name."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,9 +40,10 @@ def sha256_hex(data: bytes) -> str:
 
 
 def new_version(when: datetime, data_fingerprint: str) -> str:
-    """Sortable by creation time, and distinct for two trainings in the same second
-    on different data."""
-    return f"{when.astimezone(UTC):%Y%m%dt%H%M%S}-{data_fingerprint[:8]}"
+    """Sortable by creation time (to the second), and distinct for two trainings
+    started in the same second, even on the same data (the CronJob and POST /retrain,
+    two scorer replicas, a fast test): a random part follows the fingerprint's."""
+    return f"{when.astimezone(UTC):%Y%m%dt%H%M%S}-{data_fingerprint[:8]}-{secrets.token_hex(4)}"
 
 
 class ScoringModel(Protocol):

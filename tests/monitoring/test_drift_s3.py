@@ -1,5 +1,6 @@
-"""The drift job on S3 (the real moto server): inference logs read from a bucket,
-reports and the cooldown record written to it, the registry on another root."""
+"""The drift job on S3 (a real SeaweedFS, the store the chart deploys): inference logs
+read from a bucket, reports and the cooldown record written to it, the registry on
+another root. With the chart's per-role credentials: tests/seaweedfs/test_roles.py."""
 
 from __future__ import annotations
 

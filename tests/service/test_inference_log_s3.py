@@ -1,5 +1,7 @@
-"""The inference log and feedback against a real S3-protocol server (moto on loopback),
-reached through a proxy that can be switched off to simulate an outage."""
+"""The inference log and feedback against the real S3 store the chart deploys
+(SeaweedFS, ``weed mini`` on loopback: tests/seaweedfs_server.py), reached through a
+proxy that can be switched off to simulate an outage. The proxy works in front of any
+server, so the outage needs no fault injection from the server (moto's only edge)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ ROW = contract.example_row()
 
 @pytest.fixture
 def proxy(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[SwitchableProxy]:
-    """Points the scorer's S3 client at a switchable proxy in front of moto."""
+    """Points the scorer's S3 client at a switchable proxy in front of the server."""
     endpoint = urlparse(s3_env.endpoint_url)
     assert endpoint.hostname is not None and endpoint.port is not None
     switch = SwitchableProxy(endpoint.hostname, endpoint.port)
@@ -35,7 +37,8 @@ def proxy(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Switcha
 
 
 def logged_request_ids(endpoint_url: str, uri: str, prefix: str) -> list[str]:
-    """Request ids in the parquet files under ``prefix``, read straight from moto."""
+    """Request ids in the parquet files under ``prefix``, read straight from the server
+    (with the credentials s3_env set)."""
     parsed = urlparse(uri)
     client = boto3.session.Session().client(
         "s3",

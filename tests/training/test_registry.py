@@ -7,12 +7,18 @@ from tests.factories import publish_model, random_features
 from training import contract, layout
 from training.errors import ArtifactVerificationError, RegistryError
 from training.registry import Registry, new_version
-from training.storage import FileStorage
+from training.storage import FileStorage, open_storage
+
+BACKENDS = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]
 
 
-@pytest.fixture
-def registry(tmp_path):
-    return Registry(FileStorage(tmp_path), "accident-severity")
+@pytest.fixture(params=BACKENDS)
+def registry(request, tmp_path):
+    """A registry on a local folder, then on SeaweedFS (a fresh bucket of the chart's
+    S3 store, tests/seaweedfs_server.py)."""
+    if request.param == "file":
+        return Registry(FileStorage(tmp_path), "accident-severity")
+    return Registry(open_storage(request.getfixturevalue("s3_bucket")), "accident-severity")
 
 
 def test_published_version_is_listed_loaded_and_scores(registry):
@@ -58,10 +64,10 @@ def test_rollback_is_promoting_an_older_version_and_is_audited(registry):
     assert len(history) == 3
 
 
-def test_corrupted_model_file_is_refused(registry, tmp_path):
+def test_corrupted_model_file_is_refused(registry):
     publish_model(registry, "v1")
-    onnx_path = tmp_path / layout.version_prefix("accident-severity", "v1") / layout.MODEL_ONNX
-    onnx_path.write_bytes(onnx_path.read_bytes()[:-10] + b"0123456789")
+    key = layout.version_prefix("accident-severity", "v1") + layout.MODEL_ONNX
+    registry.storage.write_bytes(key, registry.storage.read_bytes(key)[:-10] + b"0123456789")
     with pytest.raises(ArtifactVerificationError, match="sha256"):
         registry.load("v1")
 
@@ -95,6 +101,44 @@ def test_crash_before_the_manifest_leaves_no_version_and_production_untouched(
         registry.manifest("v2")
 
 
+def test_the_manifest_then_the_alias_are_written_last(registry, monkeypatch):
+    publish_model(registry, "v1")
+    written = []
+    original = registry.storage.write_bytes
+
+    def record(key, data, **kwargs):
+        written.append(key)
+        original(key, data, **kwargs)
+
+    monkeypatch.setattr(registry.storage, "write_bytes", record)
+    publish_model(registry, "v2", seed=1)
+    prefix = layout.version_prefix("accident-severity", "v2")
+    alias = layout.alias_key("accident-severity", layout.PRODUCTION_ALIAS)
+    # The version's files, its manifest, then the history entry and the pointer.
+    assert written[-3:] == [prefix + layout.MANIFEST, written[-2], alias]
+    assert written[-2].startswith(layout.model_prefix("accident-severity") + "aliases/history/")
+    assert all(key.startswith(prefix) for key in written[:-3])
+
+
+def test_crash_before_the_alias_leaves_production_untouched(registry, monkeypatch):
+    publish_model(registry, "v1")
+    publish_model(registry, "v2", seed=1, promote=False)
+    original = registry.storage.write_bytes
+    alias = layout.alias_key("accident-severity", layout.PRODUCTION_ALIAS)
+
+    def crash_on_alias(key, data, **kwargs):
+        if key == alias:
+            raise OSError("simulated crash")
+        original(key, data, **kwargs)
+
+    monkeypatch.setattr(registry.storage, "write_bytes", crash_on_alias)
+    with pytest.raises(OSError, match="simulated crash"):
+        registry.promote("v2", reason="test")
+    monkeypatch.undo()
+    assert registry.alias_version() == "v1"
+    assert registry.versions() == ["v1", "v2"]
+
+
 def test_unknown_version_and_missing_alias(registry):
     assert registry.alias_version() is None
     with pytest.raises(RegistryError, match="no version 'v9'"):
@@ -120,6 +164,9 @@ def test_new_version_is_sortable_and_valid():
     later = new_version(datetime(2026, 1, 2, tzinfo=UTC), "00000000")
     assert earlier < later
     assert layout.validate_name("model version", earlier) == earlier
+    # Two trainings in the same second on the same data get different versions.
+    same_second = datetime(2026, 1, 1, tzinfo=UTC)
+    assert len({new_version(same_second, "abcdef0123") for _ in range(50)}) == 50
 
 
 def test_invalid_model_name_is_refused(tmp_path):

@@ -1,5 +1,10 @@
 """One contract, two backends: every behaviour the rest of the stack relies on is
-checked against a local folder and against the real moto S3 server."""
+checked against a local folder and against a real SeaweedFS (``weed mini``, the S3
+store the chart deploys, configured by the chart: tests/seaweedfs_server.py).
+
+moto (the AWS stand-in) only runs the tests of what SeaweedFS answers differently
+from AWS and the storage layer must translate either way: a missing bucket, bad
+credentials. docs/seaweedfs.md lists the differences."""
 
 from __future__ import annotations
 
@@ -9,17 +14,21 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import seaweedfs_server as swfs
 from tests.support import S3Server, free_port, moto_s3_server
 from training import storage as storage_module
 from training.errors import ObjectNotFoundError, StorageError
 from training.storage import TEMP_PREFIX, FileStorage, S3Storage, Storage, open_storage
 
-BACKENDS = ["file", pytest.param("s3", marks=pytest.mark.servers)]
+SEAWEEDFS = pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])
+MOTO = pytest.param("moto", marks=pytest.mark.servers)
+BACKENDS = ["file", SEAWEEDFS]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,6 +37,21 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
         return open_storage((tmp_path / "store").as_uri())
     uri = request.getfixturevalue("s3_bucket")
     return open_storage(uri, max_attempts=2, connect_timeout=2.0, read_timeout=10.0)
+
+
+@pytest.fixture(params=[SEAWEEDFS, MOTO])
+def any_s3(
+    request: pytest.FixtureRequest, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> S3Server:
+    """SeaweedFS, then moto as AWS's stand-in, with the SDK pointed at it with
+    credentials that may create buckets: for the errors the two answer differently."""
+    server: S3Server = request.getfixturevalue(
+        "seaweedfs" if request.param == "seaweedfs" else "moto_s3"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    return server
 
 
 # --- the contract, on both backends ---------------------------------------------------
@@ -372,14 +396,14 @@ def test_importing_the_storage_layer_does_not_import_boto3() -> None:
     assert result.returncode == 0
 
 
-# --- S3 specifics ---------------------------------------------------------------------
+# --- S3 specifics (SeaweedFS) ------------------------------------------------------------
 
 
 @pytest.mark.servers
-@pytest.mark.slow
 def test_s3_pagination_with_more_than_1000_keys(s3_bucket: str) -> None:
-    # 1,001 PUTs take 7-12 s on moto; test_s3_list_follows_every_page covers the same
-    # paging logic in the fast suite with a small page size.
+    # More keys than one ListObjectsV2 page holds (1,000), with the server's own page
+    # size. 1,001 PUTs take about 2.5 s on SeaweedFS (7-12 s on moto, where it was
+    # marked slow); test_s3_list_follows_every_page covers paging with a small page.
     store = open_storage(s3_bucket)
     keys = [f"logs/{index:05d}.json" for index in range(1001)]
     for key in keys:
@@ -401,6 +425,56 @@ def test_s3_list_follows_every_page(s3_bucket: str) -> None:
 
 
 @pytest.mark.servers
+def test_s3_listing_order_across_pages_with_folders_and_look_alike_names(s3_bucket: str) -> None:
+    # SeaweedFS stores keys as a folder tree, AWS as flat strings: in byte order
+    # "a-1" < "a.1" < "a/1" < "a0", so a tree walk that listed folder a/ before the
+    # file a-1 would differ. One key per page also checks that no page boundary inside
+    # a folder loses or repeats a key.
+    store = open_storage(s3_bucket)
+    assert isinstance(store, S3Storage)
+    keys = ["a/1", "a-1", "a.1", "a0", "a/b/c", "ab", "a/b-c", "a/b/d", "b"]
+    for key in keys:
+        store.write_bytes(key, b"")
+    raw = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix)
+    assert [item["Key"][len(store.prefix) :] for item in raw["Contents"]] == sorted(keys)
+    one_per_page = S3Storage(store.bucket, store.prefix, store.client, page_size=1)
+    assert one_per_page.list() == sorted(keys)
+    assert one_per_page.list("a/b") == ["a/b-c", "a/b/c", "a/b/d"]
+
+
+@pytest.mark.servers
+def test_s3_reader_never_sees_a_partial_object(s3_bucket: str) -> None:
+    # Above the filer's 4 MiB chunk size, so each version is several chunks on
+    # SeaweedFS's volume servers: the object's entry must still switch at once.
+    store = open_storage(s3_bucket)
+    versions = [b"a" * 5_000_000, b"b" * 9_000_000]
+    store.write_bytes("model.bin", versions[0])
+    stop = threading.Event()
+    reads: list[int] = []
+    torn: list[int] = []
+
+    def read_continuously() -> None:
+        reader = open_storage(s3_bucket)  # its own client and connection pool
+        while not stop.is_set():
+            data = reader.read_bytes("model.bin")
+            reads.append(len(data))
+            if data not in versions:
+                torn.append(len(data))
+
+    thread = threading.Thread(target=read_continuously)
+    thread.start()
+    try:
+        for index in range(1, 9):
+            store.write_bytes("model.bin", versions[index % 2])
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert reads
+    assert torn == []
+    assert store.list() == ["model.bin"]
+
+
+@pytest.mark.servers
 def test_s3_content_type_is_stored(s3_bucket: str) -> None:
     store = open_storage(s3_bucket)
     assert isinstance(store, S3Storage)
@@ -414,8 +488,34 @@ def test_s3_folder_markers_are_not_objects(s3_bucket: str) -> None:
     store = open_storage(s3_bucket)
     assert isinstance(store, S3Storage)
     store.client.put_object(Bucket=store.bucket, Key=store.prefix + "folder/", Body=b"")
+    store.client.put_object(Bucket=store.bucket, Key=store.prefix + "empty/", Body=b"")
     store.write_bytes("folder/x", b"1")
     assert store.list() == ["folder/x"]
+    assert not store.exists("folder") and not store.exists("empty")
+
+
+@pytest.mark.servers
+def test_s3_deleting_the_last_object_of_a_folder_leaves_nothing_listed(s3_bucket: str) -> None:
+    # SeaweedFS keeps folders as filer entries of their own; none may surface as a key.
+    store = open_storage(s3_bucket)
+    store.write_bytes("reports/drift/1/summary.json", b"{}")
+    store.write_bytes("reports/drift/2/summary.json", b"{}")
+    store.delete("reports/drift/1/summary.json")
+    assert store.list() == ["reports/drift/2/summary.json"]
+    store.delete("reports/drift/2/summary.json")
+    assert store.list() == []
+    assert store.list("reports/") == []
+
+
+@pytest.mark.servers
+def test_s3_a_key_may_be_both_an_object_and_a_folder(s3_bucket: str) -> None:
+    # S3 allows "a" and "a/b" side by side; a file system (and an older SeaweedFS)
+    # does not. The layout never does it, but the storage contract is S3's.
+    store = open_storage(s3_bucket)
+    store.write_bytes("a/b", b"inner")
+    store.write_bytes("a", b"outer")
+    assert store.list() == ["a", "a/b"]
+    assert (store.read_bytes("a"), store.read_bytes("a/b")) == (b"outer", b"inner")
 
 
 @pytest.mark.servers
@@ -474,14 +574,18 @@ def test_s3_unreachable_endpoint_fails_fast_with_one_line(
         assert "\n" not in message
 
 
+# --- what SeaweedFS and AWS (moto) answer differently ------------------------------------
+
+
 @pytest.mark.servers
 def test_s3_missing_bucket_is_named_not_mistaken_for_a_missing_key(
-    s3_env: S3Server, tmp_path: Path
+    any_s3: S3Server, tmp_path: Path
 ) -> None:
-    store = open_storage("s3://no-such-bucket-here/p", max_attempts=1)
+    # Both answer NoSuchBucket to a GET or a listing, and a bare 404 to a HEAD.
+    bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+    store = open_storage(f"s3://{bucket}/p", max_attempts=1)
     for operation in (
         lambda: store.read_bytes("k"),
-        lambda: store.write_bytes("k", b""),
         lambda: store.list(),
         lambda: store.exists("k"),
         lambda: store.download_file("k", tmp_path / "k"),
@@ -490,17 +594,34 @@ def test_s3_missing_bucket_is_named_not_mistaken_for_a_missing_key(
         with pytest.raises(StorageError) as caught:
             operation()
         assert not isinstance(caught.value, ObjectNotFoundError)
-        assert "bucket 'no-such-bucket-here' does not exist" in str(caught.value)
-        assert str(caught.value).startswith("s3://no-such-bucket-here/p/")
+        assert f"bucket '{bucket}' does not exist" in str(caught.value)
+        assert str(caught.value).startswith(f"s3://{bucket}/p/")
+        assert "\n" not in str(caught.value)
 
 
 @pytest.mark.servers
-def test_s3_upload_to_missing_bucket(s3_env: S3Server, tmp_path: Path) -> None:
+def test_s3_write_to_a_missing_bucket(any_s3: S3Server, tmp_path: Path) -> None:
     source = tmp_path / "f"
     source.write_bytes(b"x")
-    store = open_storage("s3://no-such-bucket-here/p", max_attempts=1)
-    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' does not exist"):
+    bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+    store = open_storage(f"s3://{bucket}/p", max_attempts=1)
+    if any_s3.name == "moto":
+        for operation in (
+            lambda: store.write_bytes("k", b""),
+            lambda: store.upload_file(source, "f"),
+        ):
+            with pytest.raises(StorageError, match=f"bucket '{bucket}' does not exist"):
+                operation()
+        return
+    # weed mini creates the bucket of a PUT by an admin identity (-s3.autoCreateBucket,
+    # on by default, and the chart leaves it on). No role identity can: for them it is
+    # "access denied" (tests/seaweedfs/test_roles.py).
+    try:
+        store.write_bytes("k", b"")
         store.upload_file(source, "f")
+        assert store.list() == ["f", "k"]
+    finally:
+        swfs.empty_and_delete_bucket(any_s3.admin, bucket)
 
 
 @pytest.mark.usefixtures("unreachable_endpoint")
@@ -514,19 +635,39 @@ def test_s3_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_server_with_auth() -> Iterator[S3Server]:
+def moto_with_auth() -> Iterator[S3Server]:
     """A moto server that checks credentials against its (empty) IAM: every key is
-    unknown, so every request gets a 403, as a real server with wrong keys would do."""
+    unknown, so every request gets a 403, as AWS does with wrong keys."""
     with moto_s3_server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as server:
         yield server
 
 
-@pytest.mark.servers
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param("seaweedfs-unknown-key", marks=[pytest.mark.servers, pytest.mark.seaweedfs]),
+        pytest.param("seaweedfs-wrong-secret", marks=[pytest.mark.servers, pytest.mark.seaweedfs]),
+        pytest.param("moto-unknown-key", marks=pytest.mark.servers),
+    ],
+)
 def test_s3_wrong_credentials_are_access_denied(
-    s3_env: S3Server, s3_server_with_auth: S3Server, monkeypatch: pytest.MonkeyPatch
+    case: str, request: pytest.FixtureRequest, aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server_with_auth.endpoint_url)
-    store = open_storage("s3://bucket/p", max_attempts=1)
+    # SeaweedFS answers InvalidAccessKeyId or SignatureDoesNotMatch (AWS's codes), and
+    # a bare 403 to a HEAD, as AWS does.
+    if case.startswith("moto"):
+        server: S3Server = request.getfixturevalue("moto_with_auth")
+        bucket = "bucket"
+    else:
+        server = request.getfixturevalue("seaweedfs")
+        bucket = request.getfixturevalue("s3_bucket").removeprefix("s3://").split("/")[0]
+        if case.endswith("wrong-secret"):
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x" * 40)
+        else:
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNUNKNOWN00")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+    store = open_storage(f"s3://{bucket}/p", max_attempts=1)
     for operation in (
         lambda: store.read_bytes("k"),
         lambda: store.write_bytes("k", b""),
@@ -537,7 +678,7 @@ def test_s3_wrong_credentials_are_access_denied(
             operation()
         message = str(caught.value)
         assert not isinstance(caught.value, ObjectNotFoundError), message
-        assert message.startswith("s3://bucket/p/")
+        assert message.startswith(f"s3://{bucket}/p/")
         assert "access denied" in message
         assert "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in message
         assert "\n" not in message
