@@ -257,7 +257,6 @@ def expected_actions(bucket: str, prefix: str) -> dict[str, set[str]]:
         "training": {f"Read:{bucket}", f"List:{bucket}", f"Write:{root}models/*"},
         "scorer": {
             f"Read:{root}models/*",
-            f"List:{bucket}",
             f"Write:{root}inference-logs/*",
             f"Write:{root}feedback/*",
         },

@@ -125,7 +125,6 @@ def test_each_identity_is_scoped_to_the_prefix(deployment: swfs.SeaweedFS) -> No
         "training": ["Read:triage", "List:triage", f"Write:{root}models/*"],
         "scorer": [
             f"Read:{root}models/*",
-            "List:triage",
             f"Write:{root}inference-logs/*",
             f"Write:{root}feedback/*",
         ],

@@ -8,6 +8,7 @@ credentials. docs/seaweedfs.md lists the differences."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -605,23 +606,19 @@ def test_s3_write_to_a_missing_bucket(any_s3: S3Server, tmp_path: Path) -> None:
     source.write_bytes(b"x")
     bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
     store = open_storage(f"s3://{bucket}/p", max_attempts=1)
-    if any_s3.name == "moto":
+    # The same on both: the chart runs SeaweedFS with -s3.autoCreateBucket=false, so
+    # even the admin identity's PUT does not create a bucket.
+    try:
         for operation in (
             lambda: store.write_bytes("k", b""),
             lambda: store.upload_file(source, "f"),
         ):
             with pytest.raises(StorageError, match=f"bucket '{bucket}' does not exist"):
                 operation()
-        return
-    # weed mini creates the bucket of a PUT by an admin identity (-s3.autoCreateBucket,
-    # on by default, and the chart leaves it on). No role identity can: for them it is
-    # "access denied" (tests/seaweedfs/test_roles.py).
-    try:
-        store.write_bytes("k", b"")
-        store.upload_file(source, "f")
-        assert store.list() == ["f", "k"]
     finally:
-        swfs.empty_and_delete_bucket(any_s3.admin, bucket)
+        if any_s3.name != "moto":
+            with contextlib.suppress(Exception):
+                swfs.empty_and_delete_bucket(any_s3.admin, bucket)
 
 
 @pytest.mark.usefixtures("unreachable_endpoint")

@@ -213,7 +213,7 @@ Write, so a role can only delete where it may write.
 {{- $root := ternary (printf "%s/%s/" $bucket $prefix) (printf "%s/" $bucket) (ne $prefix "") }}
 {{- $actions := dict
   "training" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%smodels/*" $root))
-  "scorer" (list (printf "Read:%smodels/*" $root) (printf "List:%s" $bucket) (printf "Write:%sinference-logs/*" $root) (printf "Write:%sfeedback/*" $root))
+  "scorer" (list (printf "Read:%smodels/*" $root) (printf "Write:%sinference-logs/*" $root) (printf "Write:%sfeedback/*" $root))
   "drift" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%sreports/*" $root))
   "admin" (list "Admin" "Read" "Write" "List" "Tagging")
 }}
