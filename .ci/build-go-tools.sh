@@ -2,8 +2,8 @@
 # Builds, from the Go module proxy, the servers the cluster and S3 tests start: the
 # Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubectl), etcd, kwok and SeaweedFS's `weed`, at the versions of .ci/versions.env.
-# It also extracts the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) from
-# that project's module.
+# It also extracts the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) and
+# kwok's default pod stages from those projects' modules.
 #
 # Each tool is built once into $GO_TOOLS_CACHE/<tool>-<version>-<go version>/ (outside
 # the checkout, like the wheelhouse) and linked into $GO_TOOLS_BIN; a warm run only
@@ -177,10 +177,25 @@ extract_crds() {
     fi
 }
 
+# kwok's default pod stages (Running and Ready, Job pods Succeeded, deletion), as data:
+# the cluster fixture passes them to kwok with one more (a `helm test` pod completes).
+extract_kwok_stages() {
+    local stages="$GO_TOOLS_CACHE/kwok-stages-$KWOK_VERSION"
+    if [ ! -s "$stages/pod-complete.yaml" ]; then
+        local src
+        src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+        mkdir -p "$stages"
+        cp "$src"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$stages/"
+        chmod 0644 "$stages"/*.yaml
+        echo "kwok $KWOK_VERSION pod stages in $stages"
+    fi
+}
+
 only="${1:-all}"
 case "$only" in
-    all) build_etcd; build_kwok; build_kubernetes; build_seaweedfs; extract_crds ;;
-    cluster) build_etcd; build_kwok; build_kubernetes; extract_crds ;;
+    all) build_etcd; build_kwok; build_kubernetes; build_seaweedfs; extract_crds; extract_kwok_stages ;;
+    cluster) build_etcd; build_kwok; build_kubernetes; extract_crds; extract_kwok_stages ;;
     seaweedfs) build_seaweedfs ;;
     *) echo "usage: $0 [all|cluster|seaweedfs]" >&2; exit 2 ;;
 esac

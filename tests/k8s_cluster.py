@@ -119,8 +119,43 @@ def prometheus_operator_crds() -> Path:
     return cache / f"crds-prometheus-operator-{version}"
 
 
+def kwok_stages() -> Path:
+    """The folder where the build script copies kwok's default pod stages
+    (``pod-ready.yaml``, ``pod-complete.yaml``, ``pod-delete.yaml``)."""
+    cache = Path(os.environ.get("GO_TOOLS_CACHE", "/var/cache/accident-triage/go-tools"))
+    return cache / f"kwok-stages-{read_versions()['KWOK_VERSION']}"
+
+
+def kwok_stage_config() -> str:
+    """kwok's default pod stages plus one: a pod that Helm runs for `helm test` (hook
+    annotation ``test``) completes like a Job's pod, so `helm test` can pass. kwok
+    replaces its defaults with any pod stage it is given, hence all of them here."""
+    folder = kwok_stages()
+    stages = [
+        yaml.safe_load((folder / f"pod-{name}.yaml").read_text())
+        for name in ("ready", "complete", "delete")
+    ]
+    helm_test = json.loads(json.dumps(stages[1]))
+    helm_test["metadata"]["name"] = "pod-complete-helm-test"
+    helm_test["spec"]["selector"]["matchExpressions"] = [
+        expression
+        for expression in helm_test["spec"]["selector"]["matchExpressions"]
+        if expression["key"] != ".metadata.ownerReferences.[].kind"
+    ] + [
+        {
+            "key": '.metadata.annotations["helm.sh/hook"]',
+            "operator": "In",
+            "values": ["test", "test-success"],
+        }
+    ]
+    return yaml.safe_dump_all([*stages, helm_test], sort_keys=False)
+
+
 def missing_binaries() -> list[str]:
-    return [name for name in BINARIES if shutil.which(name) is None]
+    missing = [name for name in BINARIES if shutil.which(name) is None]
+    if not (kwok_stages() / "pod-complete.yaml").is_file():
+        missing.append(f"kwok's pod stages ({kwok_stages()})")
+    return missing
 
 
 def require_control_plane_binaries() -> None:
@@ -166,8 +201,9 @@ class Cluster:
     server: str
     kubeconfig: Path
     ca_file: Path
-    admin_token: str
-    env: dict[str, str]
+    # Out of reprs: pytest prints fixtures' reprs in failure reports.
+    admin_token: str = field(repr=False)
+    env: dict[str, str] = field(repr=False)
     workdir: Path
     nodes: tuple[str, ...]
     components: tuple[Component, ...]
@@ -227,7 +263,8 @@ class Cluster:
             response = client.CoreV1Api(api).create_namespaced_service_account_token(
                 name, namespace, request
             )
-        assert response.status is not None, "a TokenRequest's answer has a status"
+        if response.status is None or not response.status.token:
+            raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
         return response.status.token
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
@@ -259,7 +296,7 @@ class Cluster:
     def wait_for(self, condition: Callable[[], bool], what: str, *, timeout: float = 60.0) -> None:
         """Poll ``condition`` until it holds; fail with ``what`` and the components'
         logs otherwise (a stuck object is often explained there)."""
-        wait_until(condition, what, self.components, timeout=timeout)
+        wait_until(condition, what, self.components, timeout=timeout, error=TimeoutError)
 
 
 def write_kubeconfig(path: Path, *, server: str, ca_file: Path, user: str, token: str) -> None:
@@ -292,9 +329,10 @@ def wait_until(
     components: Sequence[Component],
     *,
     timeout: float,
+    error: type[Exception] = ClusterStartError,
 ) -> None:
     """Poll ``condition`` (errors count as "not yet"), failing as soon as a component
-    dies, or after ``timeout`` seconds with the end of every log."""
+    dies, or after ``timeout`` seconds with ``error`` and the end of every log."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
@@ -303,13 +341,12 @@ def wait_until(
         try:
             if condition():
                 return
-        except (OSError, ApiException, ValueError, urllib3.exceptions.HTTPError) as error:
-            last_error = error
+        except (OSError, ApiException, ValueError, urllib3.exceptions.HTTPError) as failure:
+            last_error = failure
         if time.monotonic() > deadline:
             tails = "".join(log_tail(c.log, 10) for c in components)
-            raise ClusterStartError(
-                f"{what}: not within {timeout:.0f} s (last error: {last_error}){tails}"
-            )
+            cause = f" (last error: {last_error})" if last_error else ""
+            raise error(f"{what}: not within {timeout:.0f} s{cause}{tails}")
         time.sleep(0.2)
 
 
@@ -347,7 +384,11 @@ class _Tokens:
         return "\n".join(
             [
                 f'{self.admin},{ADMIN_USER},uid-admin,"{MASTERS_GROUP}"',
-                f"{self.controller_manager},{CONTROLLER_MANAGER_USER},uid-kcm",
+                # With --use-service-account-credentials=false every controller acts as
+                # this user, and the system:kube-controller-manager role only covers
+                # what the manager does itself (kubeadm gives each controller its own
+                # ServiceAccount instead, which costs a token per controller at start).
+                f'{self.controller_manager},{CONTROLLER_MANAGER_USER},uid-kcm,"{MASTERS_GROUP}"',
                 f"{self.scheduler},{SCHEDULER_USER},uid-scheduler",
                 f'{self.kwok},{KWOK_USER},uid-kwok,"{MASTERS_GROUP}"',
                 "",
@@ -355,12 +396,10 @@ class _Tokens:
         )
 
 
-def _write_service_account_keys(folder: Path) -> tuple[Path, Path]:
+def _write_service_account_keys(private: Path, public: Path) -> None:
     """The key pair the API server signs ServiceAccount tokens with (and the controller
     manager its legacy token Secrets): generated per cluster, never a fixed test key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = folder / "sa.key"
-    public = folder / "sa.pub"
     private.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -374,7 +413,6 @@ def _write_service_account_keys(folder: Path) -> tuple[Path, Path]:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return private, public
 
 
 def _extract_serving_ca(bundle: Path, ca_file: Path) -> bool:
@@ -567,175 +605,240 @@ class _Launcher:
         return component
 
 
+@dataclass(frozen=True)
+class _Files:
+    """Where the control plane keeps its state under the work folder."""
+
+    workdir: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def serving_cert_dir(self) -> Path:
+        return self.pki / "apiserver"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.pki / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.pki / "sa.pub"
+
+    @property
+    def token_file(self) -> Path:
+        return self.pki / "tokens.csv"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.workdir / "etcd"
+
+    def kubeconfig(self, component: str) -> Path:
+        return self.workdir / "kubeconfig" / f"{component}.yaml"
+
+    @property
+    def kwok_config(self) -> Path:
+        return self.workdir / "kwok-stages.yaml"
+
+
+def _prepare(files: _Files, server: str, tokens: _Tokens) -> None:
+    """Keys, the token file and a kubeconfig per client. The kubeconfigs name the CA
+    file the API server's certificate is extracted to; no client starts before that."""
+    files.serving_cert_dir.mkdir(parents=True)
+    _write_service_account_keys(files.sa_key, files.sa_pub)
+    files.token_file.write_text(tokens.auth_file())
+    files.token_file.chmod(0o600)
+    for component, user, token in (
+        ("admin", ADMIN_USER, tokens.admin),
+        ("controller-manager", CONTROLLER_MANAGER_USER, tokens.controller_manager),
+        ("scheduler", SCHEDULER_USER, tokens.scheduler),
+        ("kwok", KWOK_USER, tokens.kwok),
+    ):
+        write_kubeconfig(
+            files.kubeconfig(component),
+            server=server,
+            ca_file=files.ca_file,
+            user=user,
+            token=token,
+        )
+    files.etcd_data.mkdir(mode=0o700)
+    files.kwok_config.write_text(kwok_stage_config())
+
+
+def _etcd_command(files: _Files, ports: _Ports) -> list[str]:
+    client_url = f"http://{LOOPBACK}:{ports.etcd_client}"
+    peer_url = f"http://{LOOPBACK}:{ports.etcd_peer}"
+    return [
+        "etcd",
+        "--name=control-plane",
+        f"--data-dir={files.etcd_data}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=control-plane={peer_url}",
+        "--initial-cluster-state=new",
+        # Throw-away data: fsync would only make every write wait for the disk.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_command(files: _Files, ports: _Ports) -> list[str]:
+    return [
+        "kube-apiserver",
+        f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
+        f"--bind-address={LOOPBACK}",
+        f"--advertise-address={LOOPBACK}",
+        f"--secure-port={ports.apiserver}",
+        # No --tls-cert-file: the server generates a self-signed serving certificate
+        # (and the CA that signs it) in this folder, valid for 127.0.0.1.
+        f"--cert-dir={files.serving_cert_dir}",
+        "--authorization-mode=Node,RBAC",
+        # The default plugins (PodSecurity, ValidatingAdmissionPolicy, DefaultStorageClass,
+        # ServiceAccount, ...) plus the one kubeadm, and so kind, adds.
+        "--enable-admission-plugins=NodeRestriction",
+        # As kubeadm and kind: privileged pods are the Pod Security admission's call, per
+        # namespace, rather than refused everywhere.
+        "--allow-privileged=true",
+        f"--token-auth-file={files.token_file}",
+        f"--service-account-key-file={files.sa_pub}",
+        f"--service-account-signing-key-file={files.sa_key}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # The `kubernetes` Service's endpoints would be the advertise address, and
+        # Endpoints may not hold a loopback address: the reconciler would fail every
+        # 10 s. No Service is reachable here anyway.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+    ]
+
+
+def _controller_manager_command(files: _Files, ports: _Ports) -> list[str]:
+    return [
+        "kube-controller-manager",
+        f"--kubeconfig={files.kubeconfig('controller-manager')}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={ports.controller_manager}",
+        "--leader-elect=false",
+        "--controllers=*",
+        "--use-service-account-credentials=false",
+        f"--service-account-private-key-file={files.sa_key}",
+        # Published as the kube-root-ca.crt ConfigMap of every namespace, which projected
+        # ServiceAccount token volumes carry as ca.crt.
+        f"--root-ca-file={files.ca_file}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--allocate-node-cidrs=false",
+        "--profiling=false",
+    ]
+
+
+def _scheduler_command(files: _Files, ports: _Ports) -> list[str]:
+    return [
+        "kube-scheduler",
+        f"--kubeconfig={files.kubeconfig('scheduler')}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={ports.scheduler}",
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def _kwok_command(files: _Files, ports: _Ports) -> list[str]:
+    # kwok's default pod stages (pods Running and Ready, pods owned by a Job Succeeded,
+    # deleted pods removed) and a `helm test` pod completing; with HOME in the work
+    # folder it reads no ~/.kwok/kwok.yaml either.
+    return [
+        "kwok",
+        f"--kubeconfig={files.kubeconfig('kwok')}",
+        f"--config={files.kwok_config}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_VALUE}",
+        f"--server-address={LOOPBACK}:{ports.kwok}",
+        f"--cidr={POD_CIDR}",
+        # The nodes' InternalIP and the pods' hostIP: should anything dial a node, it
+        # stays on loopback.
+        f"--node-ip={LOOPBACK}",
+        # Node leases renewed as a kubelet does. Also, in v0.7.0 a duration of 0 selects
+        # the 10-minute status heartbeat, and the node lifecycle controller would mark
+        # the nodes NotReady after 50 s.
+        "--node-lease-duration-seconds=40",
+    ]
+
+
 @contextlib.contextmanager
 def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]:
     """Start a control plane with its files in ``workdir`` (which the caller removes),
-    wait until it is ready, yield it, and stop every process on exit."""
+    wait until it is ready, yield it, and stop every process on exit. ``timeout``
+    bounds each wait, so a broken start fails rather than hangs."""
     started = time.monotonic()
+    files = _Files(workdir)
     ports = _Ports()
     tokens = _Tokens()
-    pki = workdir / "pki"
-    (pki / "apiserver").mkdir(parents=True)
-    sa_key, sa_pub = _write_service_account_keys(pki)
-    token_file = pki / "tokens.csv"
-    token_file.write_text(tokens.auth_file())
-    token_file.chmod(0o600)
-    ca_file = pki / "ca.crt"
     server = f"https://{LOOPBACK}:{ports.apiserver}"
-    kubeconfigs = workdir / "kubeconfig"
-    admin_kubeconfig = kubeconfigs / "admin.yaml"
-    for path, user, token in (
-        (admin_kubeconfig, ADMIN_USER, tokens.admin),
-        (
-            kubeconfigs / "controller-manager.yaml",
-            CONTROLLER_MANAGER_USER,
-            tokens.controller_manager,
-        ),
-        (kubeconfigs / "scheduler.yaml", SCHEDULER_USER, tokens.scheduler),
-        (kubeconfigs / "kwok.yaml", KWOK_USER, tokens.kwok),
-    ):
-        # The CA file is written once the API server has generated it; no client reads
-        # a kubeconfig before that.
-        write_kubeconfig(path, server=server, ca_file=ca_file, user=user, token=token)
-    etcd_data = workdir / "etcd"
-    etcd_data.mkdir(mode=0o700)
+    _prepare(files, server, tokens)
 
     with contextlib.ExitStack() as stack:
         launcher = _Launcher(stack, workdir)
-        etcd_url = f"http://{LOOPBACK}:{ports.etcd_client}"
-        peer_url = f"http://{LOOPBACK}:{ports.etcd_peer}"
-        etcd = launcher.start(
-            "etcd",
-            [
-                "etcd",
-                "--name=control-plane",
-                f"--data-dir={etcd_data}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=control-plane={peer_url}",
-                "--initial-cluster-state=new",
-                # Throw-away data: fsync would only make every write wait for the disk.
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
+        etcd = launcher.start("etcd", _etcd_command(files, ports))
+        wait_for_http(
+            f"http://{LOOPBACK}:{ports.etcd_client}/health",
+            process=etcd.process,
+            log=etcd.log,
+            timeout=timeout,
         )
-        wait_for_http(f"{etcd_url}/health", process=etcd.process, log=etcd.log, timeout=timeout)
-
-        apiserver = launcher.start(
-            "kube-apiserver",
-            [
-                "kube-apiserver",
-                f"--etcd-servers={etcd_url}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
-                f"--secure-port={ports.apiserver}",
-                # No --tls-cert-file: the server generates a self-signed serving
-                # certificate (and its CA) here, valid for 127.0.0.1.
-                f"--cert-dir={pki / 'apiserver'}",
-                "--authorization-mode=Node,RBAC",
-                # The defaults (Pod Security, ValidatingAdmissionPolicy, ...) plus the
-                # one kubeadm and kind add.
-                "--enable-admission-plugins=NodeRestriction",
-                # As kubeadm and kind: privileged pods are the Pod Security admission's
-                # call, per namespace, not refused outright.
-                "--allow-privileged=true",
-                f"--token-auth-file={token_file}",
-                f"--service-account-key-file={sa_pub}",
-                f"--service-account-signing-key-file={sa_key}",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # The `kubernetes` Service's Endpoints would hold the advertise address,
-                # and Endpoints may not hold a loopback address: the reconciler would
-                # fail every 10 s. Nothing can reach a Service here anyway.
-                "--endpoint-reconciler-type=none",
-                "--profiling=false",
-            ],
-        )
-        context = ssl.create_default_context()
+        apiserver = launcher.start("kube-apiserver", _apiserver_command(files, ports))
         wait_until(
-            lambda: _extract_serving_ca(pki / "apiserver" / "apiserver.crt", ca_file),
+            lambda: _extract_serving_ca(files.serving_cert_dir / "apiserver.crt", files.ca_file),
             "the API server's serving certificate",
             [etcd, apiserver],
             timeout=timeout,
         )
-        context.load_verify_locations(cafile=str(ca_file))
+        verified = ssl.create_default_context(cafile=str(files.ca_file))
         wait_until(
-            lambda: _https_ok(f"{server}/readyz", context, tokens.admin),
+            lambda: _https_ok(f"{server}/readyz", verified, tokens.admin),
             "the API server's /readyz",
             [etcd, apiserver],
             timeout=timeout,
         )
 
-        launcher.start(
-            "kube-controller-manager",
-            [
-                "kube-controller-manager",
-                f"--kubeconfig={kubeconfigs / 'controller-manager.yaml'}",
-                f"--bind-address={LOOPBACK}",
-                f"--secure-port={ports.controller_manager}",
-                "--leader-elect=false",
-                "--controllers=*",
-                "--use-service-account-credentials=false",
-                f"--service-account-private-key-file={sa_key}",
-                # Published as the kube-root-ca.crt ConfigMap of every namespace, which
-                # projected ServiceAccount token volumes carry as ca.crt.
-                f"--root-ca-file={ca_file}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allocate-node-cidrs=false",
-            ],
-        )
-        scheduler = launcher.start(
-            "kube-scheduler",
-            [
-                "kube-scheduler",
-                f"--kubeconfig={kubeconfigs / 'scheduler.yaml'}",
-                f"--bind-address={LOOPBACK}",
-                f"--secure-port={ports.scheduler}",
-                "--leader-elect=false",
-            ],
-        )
-        kwok = launcher.start(
-            "kwok",
-            [
-                "kwok",
-                f"--kubeconfig={kubeconfigs / 'kwok.yaml'}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_VALUE}",
-                f"--server-address={LOOPBACK}:{ports.kwok}",
-                f"--cidr={POD_CIDR}",
-                # Pods' hostIP: if anything ever dialled a node, it stays on loopback.
-                f"--node-ip={LOOPBACK}",
-                # Leases as a kubelet renews them. Also, in v0.7.0, a duration of 0
-                # selects the 10-minute status heartbeat, and the node lifecycle
-                # controller would mark the nodes NotReady within a minute.
-                "--node-lease-duration-seconds=40",
-            ],
-        )
+        launcher.start("kube-controller-manager", _controller_manager_command(files, ports))
+        scheduler = launcher.start("kube-scheduler", _scheduler_command(files, ports))
+        kwok = launcher.start("kwok", _kwok_command(files, ports))
+        components = tuple(launcher.components)
 
-        admin = stack.enter_context(contextlib.closing(_api_client(server, ca_file, tokens.admin)))
+        # While those start: the objects a kind cluster comes with.
+        admin = stack.enter_context(
+            contextlib.closing(_api_client(server, files.ca_file, tokens.admin))
+        )
         core = client.CoreV1Api(admin)
         for name in NODE_NAMES:
             core.create_node(_node(name))
         client.StorageV1Api(admin).create_storage_class(_storage_class())
         # A client of its own: the thread must not share a connection pool with us.
         provisioner_api = stack.enter_context(
-            contextlib.closing(_api_client(server, ca_file, tokens.admin))
+            contextlib.closing(_api_client(server, files.ca_file, tokens.admin))
         )
         stack.enter_context(FakeProvisioner(provisioner_api))
 
-        components = tuple(launcher.components)
         wait_for_http(
             f"http://{LOOPBACK}:{ports.kwok}/healthz",
             process=kwok.process,
             log=kwok.log,
             timeout=timeout,
         )
-        # Its own self-signed certificate, in memory: a liveness probe on loopback of
-        # a process we started has nothing to verify it against, nor a need to.
-        unverified = ssl._create_unverified_context()
+        # The scheduler serves a self-signed certificate it keeps in memory: nothing to
+        # verify a liveness probe against, nor a need to, on loopback, to our own child.
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
         wait_until(
             lambda: _https_ok(f"https://{LOOPBACK}:{ports.scheduler}/healthz", unverified),
             "kube-scheduler's /healthz",
@@ -756,13 +859,13 @@ def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]
         )
 
         env = dict(os.environ)
-        env["KUBECONFIG"] = str(admin_kubeconfig)
+        env["KUBECONFIG"] = str(files.kubeconfig("admin"))
         # kubectl's discovery cache is per server address, and every run has a new port.
         env["KUBECACHEDIR"] = str(workdir / "kube-cache")
         yield Cluster(
             server=server,
-            kubeconfig=admin_kubeconfig,
-            ca_file=ca_file,
+            kubeconfig=files.kubeconfig("admin"),
+            ca_file=files.ca_file,
             admin_token=tokens.admin,
             env=env,
             workdir=workdir,
