@@ -470,18 +470,3 @@ def empty_and_delete_bucket(client: Any, bucket: str) -> None:
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     client.delete_bucket(Bucket=bucket)
-
-
-def processes_running(command_part: str) -> list[str]:
-    """Command lines of live processes that contain ``command_part``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if command_part in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
-    return found

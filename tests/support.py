@@ -181,3 +181,19 @@ def moto_s3_server(*, env: Mapping[str, str] | None = None) -> Iterator[S3Server
         env=moto_env(env),
     ) as process:
         yield S3Server(endpoint_url=endpoint, process=process)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``: what a test checks is
+    gone after it stopped its servers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found

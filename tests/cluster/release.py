@@ -129,9 +129,9 @@ def _job_done(job: dict[str, Any], kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
 
 
-def pod_matches(pod: dict[str, Any], selector: dict[str, Any]) -> bool:
-    """Does a label selector (matchLabels and matchExpressions) select this pod?"""
-    labels = pod["metadata"].get("labels") or {}
+def pod_matches(obj: dict[str, Any], selector: dict[str, Any]) -> bool:
+    """Does a label selector (matchLabels and matchExpressions) select this object?"""
+    labels = obj["metadata"].get("labels") or {}
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
     for expression in selector.get("matchExpressions") or []:

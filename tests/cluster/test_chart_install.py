@@ -181,7 +181,20 @@ def test_every_scenario_installs_with_atomic_under_restricted_pod_security(
     result = release.install("--atomic", "--timeout", "5m", values=values)
     assert warnings_in(result) == []
     if scenario == "kube-prometheus-stack":
-        assert release.objects("servicemonitors.monitoring.coreos.com")
+        # Each ServiceMonitor selects a Service of the release whose endpoints are the
+        # pods that exist, on a port the Service has.
+        monitors = release.objects("servicemonitors.monitoring.coreos.com")
+        assert monitors
+        services = release.objects("services")
+        pods = release.get("pods", selector=f"app.kubernetes.io/instance={release.name}")
+        for monitor in monitors:
+            selected = [s for s in services if pod_matches(s, monitor["spec"]["selector"])]
+            assert selected, monitor["metadata"]["name"]
+            for service in selected:
+                ports = {p.get("name") for p in service["spec"]["ports"]}
+                assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+                backing = {"matchLabels": service["spec"]["selector"]}
+                assert any(pod_matches(p, backing) for p in pods), service["metadata"]["name"]
         assert release.objects("prometheusrules.monitoring.coreos.com")
 
 
@@ -262,7 +275,7 @@ def test_rbac_matrix_of_every_service_account(local_release: Release) -> None:
         "default": set(),
     }
     accounts = {sa["metadata"]["name"] for sa in local_release.get("serviceaccounts")}
-    assert set(expected) <= accounts
+    assert accounts == set(expected), "a ServiceAccount of the chart is missing from the matrix"
     for account, allowed in expected.items():
         granted = {q for q in questions if _can(cluster, ns, account, *q)}
         assert granted == allowed, account

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes_mentioning
+
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
 
@@ -21,20 +23,6 @@ def _listening(url: str) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, int(port))) == 0
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
@@ -91,5 +79,5 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
         assert not _listening(result["pushgateway"])
         assert any(m.startswith("triage_drift_dataset_drift") for m in result["pushed_metrics"])
     port = result["scorer"]["url"].rsplit(":", 1)[1]
-    assert _processes_mentioning(f"--port {port}") == []
-    assert _processes_mentioning(str(workdir)) == []
+    assert processes_mentioning(f"--port {port}") == []
+    assert processes_mentioning(str(workdir)) == []

@@ -453,16 +453,28 @@ def test_wait_for_storage_with_the_training_identity() -> None:
         assert "\n" not in message
 
         env = swfs.environment_without_aws(server.role_env("training"))
-        command = [sys.executable, "-m", "training", "wait-for-storage", "--registry", root]
-        failed = subprocess.run(
-            [*command, "--timeout", "1"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=ROOT,
-        )
+
+        def wait_for_storage(timeout: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "training",
+                    "wait-for-storage",
+                    "--registry",
+                    root,
+                    "--timeout",
+                    timeout,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                cwd=ROOT,
+            )
+
+        failed = wait_for_storage("1")
         assert failed.returncode == 1, failed.stderr
         assert "bucket 'triage' does not exist" in failed.stderr.strip().splitlines()[-1]
 
@@ -472,14 +484,6 @@ def test_wait_for_storage_with_the_training_identity() -> None:
             # means the first attempt succeeded.
             waited = wait_until_usable(root, timeout=300, interval=120)
         assert waited < 120
-        done = subprocess.run(
-            [*command, "--timeout", "60"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=ROOT,
-        )
+        done = wait_for_storage("60")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["registry"] == root

@@ -31,7 +31,7 @@ from monitoring.demo import (
 )
 from tests import seaweedfs_server as swfs
 from tests.service.helpers import wait_for
-from tests.support import free_port
+from tests.support import free_port, processes_mentioning
 from training import layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.seaweedfs]
@@ -182,4 +182,4 @@ def test_the_loop_on_s3_with_per_role_credentials(store: swfs.SeaweedFS, tmp_pat
 
     scorer_output = scorer_log.read_text(errors="replace")
     assert "access denied" not in scorer_output.lower(), scorer_output[-3000:]
-    assert swfs.processes_running(f"--port {url.rsplit(':', 1)[1]}") == []
+    assert processes_mentioning(f"--port {url.rsplit(':', 1)[1]}") == []

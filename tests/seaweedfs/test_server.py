@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import seaweedfs_server as swfs
+from tests.support import processes_mentioning
 
 pytestmark = [pytest.mark.servers, pytest.mark.seaweedfs]
 
@@ -56,7 +57,7 @@ def test_a_stopped_server_leaves_no_process_folder_or_socket() -> None:
         assert (folder / "data").is_dir()
     assert not folder.exists()
     assert server.process.returncode is not None
-    assert swfs.processes_running(str(folder)) == []
+    assert processes_mentioning(str(folder)) == []
     assert not Path(f"/proc/{pid}").exists()
     for flag, pattern in swfs._GRPC_SOCKETS.items():
         assert not Path(pattern.format(port=ports[flag])).exists()
