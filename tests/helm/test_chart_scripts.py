@@ -1,5 +1,5 @@
 """What the chart runs, executed for real: the first-model Job's wait-for-storage init
-container against a moto S3 server, and the `helm test` pod against a real scorer on
+container against the test S3 server (SeaweedFS), and the `helm test` pod against a real scorer on
 loopback. (SeaweedFS itself, with the chart's identities, is in tests/seaweedfs/.)"""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def run_wait_for_storage(
     container: dict[str, Any], registry_uri: str, timeout: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The init container's command and plain environment, on this machine: the
-    registry and the endpoint are the test's, the credentials moto's (aws_env)."""
+    registry and the endpoint are the test's, the credentials the test server's (s3_env)."""
     command = list(container["command"])
     assert command[0] == "python"
     if timeout is not None:
