@@ -349,9 +349,22 @@ def test_a_running_retrain_is_seen_across_a_chart_upgrade(retrain_release: Relea
     drift = f"{retrain_release.fullname}-drift"
     with _api_for(retrain_release, drift) as api:
         first = _create(retrain_release, api, "window-1")
-    # An upgrade that changes the chart's labels (a new app version) and the template.
+    # An upgrade that changes the CronJob's template...
     retrain_release.upgrade(
         "--reuse-values", "--wait", "--timeout", "5m", "--set", "training.modelKind=random-forest"
+    )
+    # ...and labels that a new chart version would change (the old chart put its
+    # version on the jobTemplate, and the running Job was no longer found).
+    patch = {"spec": {"jobTemplate": {"metadata": {"labels": {"helm.sh/chart": "next-9.9.9"}}}}}
+    retrain_release.cluster.kubectl(
+        "patch",
+        "cronjob",
+        f"{retrain_release.fullname}-training",
+        "-n",
+        retrain_release.namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
     )
     with (
         _api_for(retrain_release, drift) as api,
@@ -392,6 +405,9 @@ def test_the_retrain_policy_refuses_any_other_job_from_the_retrain_callers(
                     "retrain" in refused.value.body
                     or "ValidatingAdmissionPolicy" in refused.value.body
                 )
+    # The CronJob's own template is admitted (the policy refuses what differs, not all).
+    with _api_for(retrain_release, f"{retrain_release.fullname}-drift") as api:
+        client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, good)
     # The admin is not a retrain caller: the policy does not apply to it.
     with retrain_release.cluster.api_client() as api:
         client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, evil_parallel)
