@@ -40,10 +40,12 @@ def sha256_hex(data: bytes) -> str:
 
 
 def new_version(when: datetime, data_fingerprint: str) -> str:
-    """Sortable by creation time (to the second), and distinct for two trainings
-    started in the same second, even on the same data (the CronJob and POST /retrain,
-    two scorer replicas, a fast test): a random part follows the fingerprint's."""
-    return f"{when.astimezone(UTC):%Y%m%dt%H%M%S}-{data_fingerprint[:8]}-{secrets.token_hex(4)}"
+    """Sortable by creation time, to the microsecond (the registry lists versions
+    oldest first by name, and two trainings can finish within one second), and
+    distinct even for two started at the same instant on the same data (the CronJob
+    and POST /retrain, two scorer replicas): a random part follows the fingerprint's."""
+    utc = when.astimezone(UTC)
+    return f"{utc:%Y%m%dt%H%M%S}.{utc:%f}-{data_fingerprint[:8]}-{secrets.token_hex(4)}"
 
 
 class ScoringModel(Protocol):

@@ -164,9 +164,13 @@ def test_new_version_is_sortable_and_valid():
     later = new_version(datetime(2026, 1, 2, tzinfo=UTC), "00000000")
     assert earlier < later
     assert layout.validate_name("model version", earlier) == earlier
-    # Two trainings in the same second on the same data get different versions.
-    same_second = datetime(2026, 1, 1, tzinfo=UTC)
-    assert len({new_version(same_second, "abcdef0123") for _ in range(50)}) == 50
+    # Two trainings within one second sort in order; at the same instant, on the same
+    # data, they still get different versions.
+    first = new_version(datetime(2026, 1, 1, 0, 0, 0, 999, tzinfo=UTC), "ffffffff")
+    second = new_version(datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=UTC), "00000000")
+    assert first < second
+    same_instant = datetime(2026, 1, 1, tzinfo=UTC)
+    assert len({new_version(same_instant, "abcdef0123") for _ in range(50)}) == 50
 
 
 def test_invalid_model_name_is_refused(tmp_path):
