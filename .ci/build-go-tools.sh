@@ -46,12 +46,31 @@ tools_present() {  # tools_present DIR TOOL...
     done
 }
 
-# A wrapper module in a temporary folder; the build cache and module cache are Go's own.
-new_wrapper() {  # new_wrapper NAME -> prints the folder
+# Builds PACKAGEs in a wrapper module (a temporary folder; the build and module
+# caches are Go's own) whose go.mod requires the tool's module and carries GOMOD_LINES,
+# into DIR.partial: one binary named OUTPUT, or, with OUTPUT "", one per package (Go
+# compiles and links them in parallel).
+build_in_wrapper() {  # build_in_wrapper NAME DIR GOMOD_LINES LDFLAGS OUTPUT PACKAGE...
+    local name="$1" dir="$2" gomod_lines="$3" ldflags="$4" output="$5"
+    shift 5
     local work
-    work="$(mktemp -d "${TMPDIR:-/tmp}/go-tools-$1.XXXXXX")"
-    printf 'module local/%s-wrapper\n\ngo 1.24\n' "$1" >"$work/go.mod"
-    echo "$work"
+    work="$(mktemp -d "${TMPDIR:-/tmp}/go-tools-$name.XXXXXX")"
+    (
+        cd "$work"
+        printf 'module local/%s-wrapper\n\ngo 1.24\n\n%s\n' "$name" "$gomod_lines" >go.mod
+        { printf 'package tools\n\nimport (\n'; printf '\t_ "%s"\n' "$@"; printf ')\n'; } >tools.go
+        go mod tidy >/dev/null
+        mkdir -p "$dir.partial"
+        go build -ldflags "$ldflags" -o "$dir.partial/$output" "$@"
+    )
+    rm -rf "$work"
+}
+
+# Replaces DIR by the finished DIR.partial, so a half-built tool is never linked.
+publish_build() {  # publish_build DIR STARTED_AT
+    rm -rf "$1" && mv "$1.partial" "$1"
+    echo "  built in $((SECONDS - $2)) s"
+    built_any=1
 }
 
 build_kubernetes() {
@@ -59,43 +78,26 @@ build_kubernetes() {
     local tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
     if ! tools_present "$dir" "${tools[@]}"; then
         echo "building Kubernetes $KUBERNETES_VERSION (${tools[*]}) with $GO_VERSION"
-        local t0=$SECONDS work staging minor
-        work="$(new_wrapper kubernetes)"
+        local t0=$SECONDS gomod staging minor
         minor="v0.${KUBERNETES_VERSION#v1.}"
-        go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" >"$work/download.json"
-        local gomod
-        gomod="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["GoMod"])' "$work/download.json")"
+        gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
         staging="$(grep -oE '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0(\s|$)' "$gomod" | awk '{print $1}' | sort -u)"
-        (
-            cd "$work"
-            {
-                echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
-                echo "replace ("
-                for module in $staging; do echo "    $module => $module $minor"; done
-                echo ")"
-            } >>go.mod
-            printf 'package tools\n\nimport (\n' >tools.go
-            for tool in "${tools[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$tool" >>tools.go; done
-            printf ')\n' >>tools.go
-            go mod tidy >/dev/null
-            # The version the API server reports (Helm checks the chart's kubeVersion
-            # against it); without these it says v0.0.0-master.
-            local major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
-            local kminor="${KUBERNETES_VERSION#v*.}"; kminor="${kminor%%.*}"
-            local ldflags="-s -w"
-            for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-                ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major"
-                ldflags+=" -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
-                ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-            done
-            mkdir -p "$dir.partial"
-            # One build of all four: Go compiles and links them in parallel.
-            go build -ldflags "$ldflags" -o "$dir.partial/" "${tools[@]/#/k8s.io/kubernetes/cmd/}"
-        )
-        rm -rf "$dir" && mv "$dir.partial" "$dir"
-        rm -rf "$work"
-        echo "  built in $((SECONDS - t0)) s"
-        built_any=1
+        local lines="require k8s.io/kubernetes $KUBERNETES_VERSION"$'\n'"replace ("
+        for module in $staging; do lines+=$'\n'"    $module => $module $minor"; done
+        lines+=$'\n'")"
+        # The version the API server reports (Helm checks the chart's kubeVersion
+        # against it); without these it says v0.0.0-master.
+        local major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
+        local kminor="${KUBERNETES_VERSION#v*.}"; kminor="${kminor%%.*}"
+        local ldflags="-s -w"
+        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+            ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major"
+            ldflags+=" -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
+            ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+        done
+        build_in_wrapper kubernetes "$dir" "$lines" "$ldflags" "" "${tools[@]/#/k8s.io/kubernetes/cmd/}"
+        publish_build "$dir" "$t0"
     fi
     link_tools "$dir" "${tools[@]}"
 }
@@ -104,20 +106,10 @@ build_etcd() {
     local dir="$GO_TOOLS_CACHE/etcd-$ETCD_VERSION-$GO_VERSION"
     if ! tools_present "$dir" etcd; then
         echo "building etcd $ETCD_VERSION with $GO_VERSION"
-        local t0=$SECONDS work
-        work="$(new_wrapper etcd)"
-        (
-            cd "$work"
-            echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION" >>go.mod
-            printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
-            go mod tidy >/dev/null
-            mkdir -p "$dir.partial"
-            go build -ldflags "-s -w" -o "$dir.partial/etcd" go.etcd.io/etcd/server/v3
-        )
-        rm -rf "$dir" && mv "$dir.partial" "$dir"
-        rm -rf "$work"
-        echo "  built in $((SECONDS - t0)) s"
-        built_any=1
+        local t0=$SECONDS
+        build_in_wrapper etcd "$dir" "require go.etcd.io/etcd/server/v3 $ETCD_VERSION" "-s -w" \
+            etcd go.etcd.io/etcd/server/v3
+        publish_build "$dir" "$t0"
     fi
     link_tools "$dir" etcd
 }
@@ -129,9 +121,7 @@ build_kwok() {
         local t0=$SECONDS
         mkdir -p "$dir.partial"
         GOBIN="$dir.partial" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-        rm -rf "$dir" && mv "$dir.partial" "$dir"
-        echo "  built in $((SECONDS - t0)) s"
-        built_any=1
+        publish_build "$dir" "$t0"
     fi
     link_tools "$dir" kwok
 }
@@ -140,25 +130,14 @@ build_seaweedfs() {
     local dir="$GO_TOOLS_CACHE/seaweedfs-$SEAWEEDFS_RELEASE-$GO_VERSION"
     if ! tools_present "$dir" weed; then
         echo "building SeaweedFS $SEAWEEDFS_RELEASE ($SEAWEEDFS_MODULE_VERSION) with $GO_VERSION"
-        local t0=$SECONDS work
-        work="$(new_wrapper seaweedfs)"
-        (
-            cd "$work"
-            {
-                echo "require github.com/seaweedfs/seaweedfs $SEAWEEDFS_MODULE_VERSION"
-                # The same replace as SeaweedFS's own go.mod (the original repository
-                # was deleted; cosmos/go-bip39 is its API-compatible fork).
-                echo "replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0"
-            } >>go.mod
-            printf 'package tools\n\nimport _ "github.com/seaweedfs/seaweedfs/weed"\n' >tools.go
-            go mod tidy >/dev/null
-            mkdir -p "$dir.partial"
-            go build -ldflags "-s -w" -o "$dir.partial/weed" github.com/seaweedfs/seaweedfs/weed
-        )
-        rm -rf "$dir" && mv "$dir.partial" "$dir"
-        rm -rf "$work"
-        echo "  built in $((SECONDS - t0)) s"
-        built_any=1
+        local t0=$SECONDS
+        # The same replace as SeaweedFS's own go.mod (the original repository was
+        # deleted; cosmos/go-bip39 is its API-compatible fork).
+        build_in_wrapper seaweedfs "$dir" \
+            "require github.com/seaweedfs/seaweedfs $SEAWEEDFS_MODULE_VERSION
+replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0" \
+            "-s -w" weed github.com/seaweedfs/seaweedfs/weed
+        publish_build "$dir" "$t0"
     fi
     link_tools "$dir" weed
 }

@@ -154,12 +154,12 @@ seccompProfile:
 {{- end }}
 
 {{/*
-The storage roles. Each gets its own S3 identity on the bundled SeaweedFS, scoped to
-what it does (see triage.seaweedfsS3Config); "admin" is for operators only (backups,
-migrations) and is mounted in no pod.
+The S3 identities of the bundled SeaweedFS, one Secret each: a role per workload,
+each scoped to what it does (see triage.seaweedfsS3Config), and "admin" for operators
+only (backups, migrations), mounted in no pod. Use with splitList " ".
 */}}
-{{- define "triage.s3Roles" -}}
-training scorer drift
+{{- define "triage.s3Identities" -}}
+training scorer drift admin
 {{- end }}
 
 {{/*
@@ -218,7 +218,7 @@ Write, so a role can only delete where it may write.
   "admin" (list "Admin" "Read" "Write" "List" "Tagging")
 }}
 {{- $identities := list }}
-{{- range $role := list "training" "scorer" "drift" "admin" }}
+{{- range $role := splitList " " (include "triage.s3Identities" .) }}
 {{- $generated := include "triage.s3GeneratedCredentials" (list $ $role) | fromYaml }}
 {{- $credentials := dict "accessKey" $generated.accessKeyId "secretKey" $generated.secretAccessKey }}
 {{- $identities = append $identities (dict "name" $role "credentials" (list $credentials) "actions" (index $actions $role)) }}
@@ -314,13 +314,18 @@ nothing under `helm template`). Call with (list $ "secret-name" "generated conte
 {{- end }}
 {{- end }}
 
-{{- define "triage.scorerApiKeyChecksum" -}}
-{{- $name := include "triage.scorerApiKeySecretName" . }}
+{{/*
+triage.secretChecksum of a Secret with one generated key, which the chart makes unless
+an existing Secret is named. Call with (list $ "secret-name" existingSecret "key" 40).
+*/}}
+{{- define "triage.generatedKeyChecksum" -}}
+{{- $root := index . 0 }}
+{{- $name := index . 1 }}
 {{- $generated := "" }}
-{{- if not .Values.scorer.apiKey.existingSecret }}
-{{- $generated = include "triage.generatedSecretValue" (list . $name .Values.scorer.apiKey.key 40) }}
+{{- if not (index . 2) }}
+{{- $generated = include "triage.generatedSecretValue" (list $root $name (index . 3) (index . 4)) }}
 {{- end }}
-{{- include "triage.secretChecksum" (list . $name $generated) }}
+{{- include "triage.secretChecksum" (list $root $name $generated) }}
 {{- end }}
 
 {{- define "triage.trainingName" -}}
