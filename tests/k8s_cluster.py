@@ -47,7 +47,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from tests.support import LOOPBACK, ServerStartError, free_port, stop_process, wait_for_http
+from tests.support import (
+    LOOPBACK,
+    ServerStartError,
+    free_port,
+    log_tail,
+    stop_process,
+    wait_for_http,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,10 @@ def require_control_plane_binaries() -> None:
     pytest.skip(message)
 
 
+def component_log_tail(path: Path, lines: int = 30) -> str:
+    return log_tail(path, lines=lines, title=f"last lines of {path.name}")
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -182,15 +193,9 @@ class Component:
     def check_running(self) -> None:
         if self.process.poll() is not None:
             raise ClusterStartError(
-                f"{self.name} exited with code {self.process.returncode}{log_tail(self.log)}"
+                f"{self.name} exited with code {self.process.returncode}"
+                f"{component_log_tail(self.log)}"
             )
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"\n--- last lines of {path.name} ---\n" + "\n".join(text)
 
 
 @dataclass(frozen=True)
@@ -344,7 +349,7 @@ def wait_until(
         except (OSError, ApiException, ValueError, urllib3.exceptions.HTTPError) as failure:
             last_error = failure
         if time.monotonic() > deadline:
-            tails = "".join(log_tail(c.log, 10) for c in components)
+            tails = "".join(component_log_tail(c.log, 10) for c in components)
             cause = f" (last error: {last_error})" if last_error else ""
             raise error(f"{what}: not within {timeout:.0f} s{cause}{tails}")
         time.sleep(0.2)

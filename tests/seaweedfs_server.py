@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import LOOPBACK, S3Server, ServerStartError, stop_process
+from tests.support import LOOPBACK, S3Server, ServerStartError, log_tail, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "accident-triage"
@@ -365,12 +365,16 @@ def _wait_ready(server: SeaweedFS, *, timeout: float, create_bucket: bool) -> No
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = _s3_client(server.endpoint_url, server.credentials("admin"), attempts=1)
+
+    def output() -> str:
+        return log_tail(server.log, lines=30, title="weed output")
+
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise ServerStartError(
-                f"weed mini exited with code {server.process.returncode}{_tail(server.log)}"
+                f"weed mini exited with code {server.process.returncode}{output()}"
             )
         try:
             if create_bucket:
@@ -383,15 +387,8 @@ def _wait_ready(server: SeaweedFS, *, timeout: float, create_bucket: bool) -> No
         time.sleep(0.1)
     raise ServerStartError(
         f"SeaweedFS not ready at {server.endpoint_url} within {timeout:.0f} s "
-        f"(last answer: {last}){_tail(server.log)}"
+        f"(last answer: {last}){output()}"
     )
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    if not log.exists():
-        return ""
-    text = log.read_text(errors="replace").splitlines()[-lines:]
-    return "\n--- weed output ---\n" + "\n".join(text)
 
 
 def _remove_stale_sockets(ports: Mapping[str, int]) -> None:

@@ -50,7 +50,7 @@ def wait_for_http(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise ServerStartError(
-                f"{url}: server exited with code {process.returncode}{_tail(log)}"
+                f"{url}: server exited with code {process.returncode}{log_tail(log)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=1.0):
@@ -61,14 +61,15 @@ def wait_for_http(
         except OSError as error:
             last_error = error
         time.sleep(0.1)
-    raise ServerStartError(f"{url}: no answer within {timeout:.0f} s ({last_error}){_tail(log)}")
+    raise ServerStartError(f"{url}: no answer within {timeout:.0f} s ({last_error}){log_tail(log)}")
 
 
-def _tail(log: Path | None, lines: int = 20) -> str:
+def log_tail(log: Path | None, *, lines: int = 20, title: str = "server output") -> str:
+    """The last lines of a server's log, for the message of a failed start."""
     if log is None or not log.exists():
         return ""
     text = log.read_text(errors="replace").splitlines()[-lines:]
-    return "\n--- server output ---\n" + "\n".join(text)
+    return f"\n--- {title} ---\n" + "\n".join(text)
 
 
 def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:

@@ -68,6 +68,15 @@ def assert_denied(error: pytest.ExceptionInfo[StorageError]) -> None:
     assert "\n" not in message
 
 
+def assert_cannot_write_or_delete(storage: Storage, key: str, body: bytes) -> None:
+    with pytest.raises(StorageError) as caught:
+        storage.write_bytes(key, body)
+    assert_denied(caught)
+    with pytest.raises(StorageError) as caught:
+        storage.delete(key)
+    assert_denied(caught)
+
+
 @pytest.fixture(
     scope="module",
     params=[
@@ -225,12 +234,7 @@ def test_models_manifests_and_the_alias_are_out_of_reach(
     before = admin_snapshot(deployment, protected)
     storage = storage_of(deployment, role)
     for key in protected:
-        with pytest.raises(StorageError) as caught:
-            storage.write_bytes(key, b'{"version": "evil"}')
-        assert_denied(caught)
-        with pytest.raises(StorageError) as caught:
-            storage.delete(key)
-        assert_denied(caught)
+        assert_cannot_write_or_delete(storage, key, b'{"version": "evil"}')
 
     registry = Registry(storage, MODEL)
     with pytest.raises(StorageError) as caught:
@@ -402,12 +406,7 @@ def test_drift_job_cannot_write_inference_logs_or_feedback(deployment: swfs.Seaw
         "inference-logs/date=2026-01-01/drift-0.parquet",
         "feedback/date=2026-01-01/drift-0.parquet",
     ):
-        with pytest.raises(StorageError) as caught:
-            storage.write_bytes(key, b"PAR1")
-        assert_denied(caught)
-        with pytest.raises(StorageError) as caught:
-            storage.delete(key)
-        assert_denied(caught)
+        assert_cannot_write_or_delete(storage, key, b"PAR1")
 
 
 # --- HeadBucket -----------------------------------------------------------------------
