@@ -29,6 +29,10 @@ class ObjectNotFoundError(StorageError):
     """The key does not exist in the storage."""
 
 
+class ObjectExistsError(StorageError):
+    """A create-if-absent write found the key taken: another writer created it first."""
+
+
 class RegistryError(TrainingError):
     """The model registry is inconsistent or an artifact failed verification."""
 

@@ -9,6 +9,10 @@ read from the environment exactly as the AWS SDK reads them (``AWS_ENDPOINT_URL`
 Both backends share one contract, checked by the same test suite:
 
 * a write is atomic: a reader sees the old object or the new one, never a part;
+* ``create_bytes`` writes only if the key is absent, atomically: of several writers
+  racing for one key exactly one succeeds and the others get
+  :class:`ObjectExistsError` (``os.link`` on files, ``If-None-Match: *`` on S3); the
+  registry and the retrain claims are built on it;
 * keys are relative ``/``-separated paths; ``..``, absolute keys and empty segments
   are refused, so no key can escape the root;
 * ``list`` is recursive and sorted, and returns keys relative to the root;
@@ -33,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from training.errors import ObjectNotFoundError, StorageError
+from training.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -63,6 +67,11 @@ class Storage(Protocol):
 
     def write_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         """Create or replace the object atomically."""
+        ...
+
+    def create_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Create the object atomically if the key is absent; ObjectExistsError when
+        it exists, so of several racing writers exactly one succeeds."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -184,6 +193,20 @@ class FileStorage:
         # content_type only matters to HTTP servers; a file carries none.
         self._atomic_write(key, lambda out: out.write(data))
 
+    def create_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _link_atomically(path, lambda out: out.write(data))
+        except FileExistsError as error:
+            if path.is_dir():
+                raise StorageError(
+                    f"{self.url_for(key)}: cannot create: a folder has this name"
+                ) from error
+            raise ObjectExistsError(f"{self.url_for(key)}: already exists") from error
+        except OSError as error:
+            raise self._fail(key, "create", error) from error
+
     def upload_file(self, local: Path, key: str) -> None:
         with contextlib.ExitStack() as stack:
             try:
@@ -269,11 +292,10 @@ def _raise_unless_missing(error: OSError) -> None:
         ) from error
 
 
-def _replace_atomically(path: Path, fill: Callable[[IO[bytes]], object]) -> None:
-    """Write through a temp file in the same folder (so the rename cannot cross file
-    systems), fsync it, then rename over ``path``: readers see old or new, never a part,
-    and a crash leaves at most a hidden temp file."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+def _filled_temp(folder: Path, fill: Callable[[IO[bytes]], object]) -> Path:
+    """A complete, fsynced hidden temp file in ``folder`` (the same file system as its
+    final name, so a rename or link cannot cross file systems)."""
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -281,10 +303,33 @@ def _replace_atomically(path: Path, fill: Callable[[IO[bytes]], object]) -> None
             out.flush()
             os.fchmod(out.fileno(), _FILE_MODE)
             os.fsync(out.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _replace_atomically(path: Path, fill: Callable[[IO[bytes]], object]) -> None:
+    """Write through a temp file, then rename it over ``path``: readers see old or
+    new, never a part, and a crash leaves at most a hidden temp file."""
+    temp = _filled_temp(path.parent, fill)
+    try:
         temp.replace(path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _link_atomically(path: Path, fill: Callable[[IO[bytes]], object]) -> None:
+    """Create-if-absent: a complete temp file is hard-linked to ``path``, which fails
+    with FileExistsError when the name is taken (unlike a rename, which replaces),
+    and an open with O_EXCL would show a half-written file to readers."""
+    temp = _filled_temp(path.parent, fill)
+    try:
+        os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     _fsync_folder(path.parent)
 
 
@@ -370,6 +415,15 @@ class S3Storage:
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
         with self._errors(self.url_for(key)):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+
+    def create_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        # A conditional PUT: the server refuses it (412, or 409 when another
+        # conditional write of the key is in flight) once the key exists.
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        with self._errors(self.url_for(key)):
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*", **extra
+            )
 
     def exists(self, key: str) -> bool:
         url = self.url_for(key)
@@ -482,6 +536,7 @@ def _make_client(
 
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _ACCESS_CODES = frozenset(
     {
         "AccessDenied",
@@ -514,6 +569,9 @@ def _translate_s3_error(
         message = str(details.get("Message", "")).strip()
         if code in _NOT_FOUND_CODES:
             return ObjectNotFoundError(f"{url}: no such object")
+        if code in _EXISTS_CODES:
+            # Only create_bytes sends a conditional request.
+            return ObjectExistsError(f"{url}: already exists")
         if code == "NoSuchBucket":
             return StorageError(f"{url}: bucket {bucket!r} does not exist")
         if code in _ACCESS_CODES:

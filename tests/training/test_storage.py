@@ -24,7 +24,7 @@ import pytest
 from tests import seaweedfs_server as swfs
 from tests.support import S3Server, free_port, moto_s3_server
 from training import storage as storage_module
-from training.errors import ObjectNotFoundError, StorageError
+from training.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from training.storage import TEMP_PREFIX, FileStorage, S3Storage, Storage, open_storage
 
 SEAWEEDFS = pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])
@@ -111,6 +111,55 @@ def test_delete(storage: Storage) -> None:
     storage.delete("never/was")
 
 
+def test_create_bytes_writes_only_when_the_key_is_absent(storage: Storage) -> None:
+    storage.create_bytes("claims/w.json", b"first", content_type="application/json")
+    assert storage.read_bytes("claims/w.json") == b"first"
+    with pytest.raises(ObjectExistsError) as caught:
+        storage.create_bytes("claims/w.json", b"second")
+    message = str(caught.value)
+    assert message == f"{storage.url_for('claims/w.json')}: already exists"
+    assert isinstance(caught.value, StorageError)
+    assert storage.read_bytes("claims/w.json") == b"first"
+    assert storage.list() == ["claims/w.json"]
+    # An object written by write_bytes is taken as well; a deleted one is free again.
+    storage.write_bytes("plain", b"x")
+    with pytest.raises(ObjectExistsError):
+        storage.create_bytes("plain", b"y")
+    storage.delete("claims/w.json")
+    storage.create_bytes("claims/w.json", b"third")
+    assert storage.read_bytes("claims/w.json") == b"third"
+
+
+def test_create_bytes_racing_writers_exactly_one_wins(storage: Storage) -> None:
+    # Each thread opens its own storage (its own S3 connection pool), so the requests
+    # really are concurrent, and they all start at the barrier.
+    writers = 8
+    barrier = threading.Barrier(writers)
+    outcomes: dict[int, str] = {}
+
+    def create(index: int) -> None:
+        own = open_storage(storage.uri)
+        barrier.wait(timeout=30)
+        try:
+            own.create_bytes("retrain/window.json", f"writer {index}".encode())
+        except ObjectExistsError:
+            outcomes[index] = "exists"
+        except Exception as error:  # an assert in the thread would not fail the test
+            outcomes[index] = repr(error)
+        else:
+            outcomes[index] = "created"
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [index for index, outcome in outcomes.items() if outcome == "created"]
+    assert sorted(outcomes.values()) == ["created"] + ["exists"] * (writers - 1)
+    assert storage.read_bytes("retrain/window.json") == f"writer {winners[0]}".encode()
+    assert storage.list() == ["retrain/window.json"]
+
+
 def test_missing_key_raises_object_not_found_naming_the_uri(storage: Storage) -> None:
     with pytest.raises(ObjectNotFoundError) as caught:
         storage.read_bytes("models/none/manifest.json")
@@ -193,6 +242,7 @@ def test_keys_that_could_escape_the_root_are_rejected(storage: Storage, key: str
     for attempt in (
         lambda: storage.read_bytes(key),
         lambda: storage.write_bytes(key, b"x"),
+        lambda: storage.create_bytes(key, b"x"),
         lambda: storage.exists(key),
         lambda: storage.delete(key),
         lambda: storage.url_for(key),
@@ -262,6 +312,60 @@ def test_file_interrupted_upload_keeps_old_content(
 
     assert store.read_bytes("data.parquet") == b"old"
     assert os.listdir(tmp_path / "store") == ["data.parquet"]
+
+
+def test_file_create_bytes_failure_leaves_neither_the_object_nor_a_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStorage(tmp_path)
+
+    def failing_link(source: object, target: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage_module.os, "link", failing_link)
+    with pytest.raises(StorageError, match="cannot create: input/output error"):
+        store.create_bytes("claims/w.json", b"never visible")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "claims") == []
+    # The loser of a race leaves nothing behind either.
+    store.create_bytes("claims/w.json", b"first")
+    with pytest.raises(ObjectExistsError):
+        store.create_bytes("claims/w.json", b"second")
+    assert os.listdir(tmp_path / "claims") == ["w.json"]
+    assert stat.S_IMODE((tmp_path / "claims" / "w.json").stat().st_mode) == 0o644
+
+
+def test_file_create_bytes_over_a_folder_is_not_mistaken_for_an_object(tmp_path: Path) -> None:
+    store = FileStorage(tmp_path)
+    store.write_bytes("a/b", b"inner")
+    with pytest.raises(StorageError, match="a folder has this name") as caught:
+        store.create_bytes("a", b"outer")
+    assert not isinstance(caught.value, ObjectExistsError)
+
+
+def test_file_reader_never_sees_a_partial_created_object(tmp_path: Path) -> None:
+    store = FileStorage(tmp_path)
+    content = b"c" * 3_000_000
+    stop = threading.Event()
+    torn: list[int] = []
+
+    def read_continuously() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(ObjectNotFoundError):
+                data = store.read_bytes("created.bin")
+                if data != content:
+                    torn.append(len(data))
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        for _ in range(20):
+            store.create_bytes("created.bin", content)
+            store.delete("created.bin")
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+    assert torn == []
 
 
 def test_file_leftover_temp_files_of_a_crashed_writer_are_not_listed(tmp_path: Path) -> None:
@@ -482,6 +586,25 @@ def test_s3_content_type_is_stored(s3_bucket: str) -> None:
     store.write_bytes("report.html", b"<html></html>", content_type="text/html")
     head = store.client.head_object(Bucket=store.bucket, Key=store.prefix + "report.html")
     assert head["ContentType"] == "text/html"
+
+
+@pytest.mark.servers
+def test_s3_create_bytes_is_a_conditional_put(s3_bucket: str) -> None:
+    # What makes create_bytes safe on S3 is the server honouring If-None-Match: *; a
+    # plain PUT of the same key replaces the object, a conditional one is refused.
+    store = open_storage(s3_bucket)
+    assert isinstance(store, S3Storage)
+    store.create_bytes("claim.json", b"first", content_type="application/json")
+    head = store.client.head_object(Bucket=store.bucket, Key=store.prefix + "claim.json")
+    assert head["ContentType"] == "application/json"
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        store.client.put_object(
+            Bucket=store.bucket, Key=store.prefix + "claim.json", Body=b"raw", IfNoneMatch="*"
+        )
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert store.read_bytes("claim.json") == b"first"
 
 
 @pytest.mark.servers
