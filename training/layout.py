@@ -7,6 +7,8 @@ module names every key so the three agree.
     models/<name>/<version>/model.joblib      scikit-learn Pipeline (training's copy)
     models/<name>/<version>/model.onnx        compiled twin the scorer serves
     models/<name>/<version>/reference.parquet drift reference sample
+    models/<name>/<version>/publisher.json    written first, create-if-absent: who
+                                              publishes the version (one publisher only)
     models/<name>/<version>/manifest.json     written last: a version without it
                                               does not exist
     models/<name>/aliases/<alias>.json        pointer to a version, written last of all
@@ -32,6 +34,7 @@ MODEL_JOBLIB = "model.joblib"
 MODEL_ONNX = "model.onnx"
 REFERENCE = "reference.parquet"
 MANIFEST = "manifest.json"
+PUBLISHER = "publisher.json"
 
 PRODUCTION_ALIAS = "production"
 DEFAULT_MODEL_NAME = "accident-severity"

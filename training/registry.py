@@ -3,7 +3,13 @@
 A version is published file by file with its ``manifest.json`` last, and only a
 version with a manifest is listed; an alias is written after the version is complete.
 So a crash at any point leaves either the old state or the new one, never a
-half-written model in production.
+half-written model in production. Publishing is create-if-absent: a publisher first
+claims the version's folder (``publisher.json``, written with
+:meth:`Storage.create_bytes`), so of two publishers of one version exactly one writes
+files there, and the manifest itself is created, never replaced.
+
+Manifests and alias pointers are validated by schema before use: a file of the wrong
+shape is one :class:`RegistryError` naming the file and what is wrong.
 
 Loading verifies the model file's sha256 against the manifest and the manifest's
 contract against the code's before anything is deserialised. The scorer loads the
@@ -18,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
+import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,10 +35,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from training import contract, layout
-from training.errors import ArtifactVerificationError, ObjectNotFoundError, RegistryError
-from training.storage import Storage
+from training.errors import (
+    ArtifactVerificationError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RegistryError,
+)
+from training.storage import Storage, create_once
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,98 @@ def new_version(when: datetime, data_fingerprint: str) -> str:
     and POST /retrain, two scorer replicas): a random part follows the fingerprint's."""
     utc = when.astimezone(UTC)
     return f"{utc:%Y%m%dt%H%M%S}.{utc:%f}-{data_fingerprint[:8]}-{secrets.token_hex(4)}"
+
+
+# --- file schemas -------------------------------------------------------------------
+
+
+def _valid_name(kind: str, value: str) -> str:
+    try:
+        return layout.validate_name(kind, value)
+    except ValueError as error:
+        # pydantic wraps a ValueError's message after "Value error, ": say it plainly.
+        raise ValueError(str(error).removeprefix(f"invalid {kind} ")) from None
+
+
+class FileRecord(BaseModel):
+    """What a manifest vouches for about one of the version's files."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class ManifestSchema(BaseModel):
+    """The fields the registry and the scorer rely on; the training job records many
+    more (metrics, data, libraries), which are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: str
+    files: dict[str, FileRecord]
+    contract_fingerprint: str | None = None
+    threshold: float = 0.5
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        return _valid_name("model version", value)
+
+
+class AliasSchema(BaseModel):
+    """An alias pointer: the version it names, and how it came to name it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    alias: str | None = None
+    previous: str | None = None
+    promoted_at: str | None = None
+    reason: str | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        return _valid_name("model version", value)
+
+
+def _validated(schema: type[BaseModel], raw: bytes, *, what: str, where: str) -> dict[str, Any]:
+    """The parsed JSON object, or one RegistryError naming the file and every problem."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RegistryError(f"{where}: {what} is not JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise RegistryError(f"{where}: {what} must be a JSON object, found {_json_type(data)}")
+    try:
+        schema.model_validate(data, strict=False)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {_problem(problem)}"
+            for problem in error.errors()
+        )
+        raise RegistryError(f"{where}: invalid {what}: {problems}") from None
+    return data
+
+
+def _problem(problem: Any) -> str:
+    if problem["type"] == "missing":
+        return "missing"
+    got = _json_type(problem["input"])
+    return f"{problem['msg'].removeprefix('Value error, ')} (found {got})"
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    return names.get(type(value), type(value).__name__)
 
 
 class ScoringModel(Protocol):
@@ -110,22 +216,23 @@ class Registry:
             raw = self.storage.read_bytes(key)
         except ObjectNotFoundError as error:
             raise RegistryError(f"model {self.name} has no version {version!r}") from error
-        try:
-            manifest: dict[str, Any] = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise RegistryError(f"{self.storage.url_for(key)}: manifest is not JSON") from error
+        where = self.storage.url_for(key)
+        manifest = _validated(ManifestSchema, raw, what="manifest", where=where)
+        if manifest["version"] != version:
+            raise RegistryError(
+                f"{where}: invalid manifest: it names version {manifest['version']!r}, "
+                f"its folder is {version!r}"
+            )
         return manifest
 
     def alias(self, alias: str = layout.PRODUCTION_ALIAS) -> dict[str, Any] | None:
         """The alias pointer, or None when no version was ever promoted to it."""
         key = layout.alias_key(self.name, alias)
         try:
-            pointer: dict[str, Any] = json.loads(self.storage.read_bytes(key))
+            raw = self.storage.read_bytes(key)
         except ObjectNotFoundError:
             return None
-        except json.JSONDecodeError as error:
-            raise RegistryError(f"{self.storage.url_for(key)}: alias is not JSON") from error
-        return pointer
+        return _validated(AliasSchema, raw, what="alias", where=self.storage.url_for(key))
 
     def alias_version(self, alias: str = layout.PRODUCTION_ALIAS) -> str | None:
         pointer = self.alias(alias)
@@ -168,12 +275,36 @@ class Registry:
         self, version: str, files: Mapping[str, bytes], manifest: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Uploads a new immutable version; the manifest, with every file's checksum,
-        goes last so the version only exists once it is complete."""
+        goes last so the version only exists once it is complete.
+
+        Create-if-absent: the publisher claims the version's folder before writing in
+        it, so a second publisher of the same version fails at once with a
+        RegistryError and writes nothing (it cannot overwrite the winner's files), and
+        the manifest is created, never replaced."""
         prefix = layout.version_prefix(self.name, version)
         if self.storage.exists(prefix + layout.MANIFEST):
             raise RegistryError(
                 f"model {self.name} version {version} exists; versions are immutable"
             )
+        publisher = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(),
+            # Makes the record unique, so a retried create that finds it knows it is its own.
+            "token": secrets.token_hex(8),
+        }
+        try:
+            create_once(
+                self.storage,
+                prefix + layout.PUBLISHER,
+                json.dumps(publisher, indent=2).encode("utf-8"),
+                content_type="application/json",
+            )
+        except ObjectExistsError as error:
+            raise RegistryError(
+                f"model {self.name} version {version} is already being published (or was) "
+                f"by another run ({self._publisher(prefix)}); versions are immutable"
+            ) from error
         recorded = {
             filename: {"sha256": sha256_hex(data), "bytes": len(data)}
             for filename, data in files.items()
@@ -181,12 +312,25 @@ class Registry:
         for filename, data in files.items():
             self.storage.write_bytes(prefix + filename, data)
         complete = {**manifest, "name": self.name, "version": version, "files": recorded}
-        self.storage.write_bytes(
-            prefix + layout.MANIFEST,
-            json.dumps(complete, indent=2, sort_keys=True, default=str).encode("utf-8"),
-            content_type="application/json",
-        )
+        try:
+            create_once(
+                self.storage,
+                prefix + layout.MANIFEST,
+                json.dumps(complete, indent=2, sort_keys=True, default=str).encode("utf-8"),
+                content_type="application/json",
+            )
+        except ObjectExistsError as error:
+            raise RegistryError(
+                f"model {self.name} version {version} exists; versions are immutable"
+            ) from error
         return complete
+
+    def _publisher(self, prefix: str) -> str:
+        try:
+            record = json.loads(self.storage.read_bytes(prefix + layout.PUBLISHER))
+            return f"host {record['host']}, pid {record['pid']}, since {record['started_at']}"
+        except Exception:  # only feeds a message: whatever is there, say less
+            return "publisher unknown"
 
     def promote(
         self, version: str, *, reason: str, alias: str = layout.PRODUCTION_ALIAS

@@ -618,6 +618,24 @@ def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
+def create_once(
+    storage: Storage, key: str, data: bytes, *, content_type: str | None = None
+) -> None:
+    """``create_bytes`` for content no other writer produces (it carries a random
+    token). When the first attempt's answer is lost, the SDK retries and finds the
+    object its own first attempt created: the object then holds exactly ``data``, and
+    that is a success, not a lost race."""
+    try:
+        storage.create_bytes(key, data, content_type=content_type)
+    except ObjectExistsError:
+        try:
+            if storage.read_bytes(key) == data:
+                return
+        except ObjectNotFoundError:
+            pass
+        raise
+
+
 # --- URIs -------------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ import pytest
 from tests.monitoring.conftest import NOW
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
 from tests.monitoring.test_pushgateway import samples_of
-from training.storage import Storage
+from training import layout
+from training.storage import Storage, open_storage
 
 
 def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,6 +60,20 @@ def test_no_production_model_is_a_one_line_failure(tmp_path: Path) -> None:
     assert completed.returncode == 1
     last = completed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: model accident-severity has no production version")
+
+
+def test_an_alias_of_the_wrong_shape_is_a_one_line_failure(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path))
+    key = layout.alias_key(layout.DEFAULT_MODEL_NAME, layout.PRODUCTION_ALIAS)
+    storage.write_bytes(key, b'{"version": null}')
+    completed = _drift({"MONITORING_REGISTRY_URI": str(tmp_path)})
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    last = completed.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: {storage.url_for(key)}: invalid alias: version: Input should be a valid "
+        "string (found null)"
+    )
 
 
 @pytest.mark.parametrize(

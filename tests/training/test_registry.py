@@ -1,4 +1,8 @@
 import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,8 +10,9 @@ import pytest
 from tests.factories import publish_model, random_features
 from training import contract, layout
 from training.errors import ArtifactVerificationError, RegistryError
-from training.registry import Registry, new_version
+from training.registry import Registry, new_version, sha256_hex
 from training.storage import FileStorage, open_storage
+from training.train import PromoteMode, TrainingSettings, train
 
 BACKENDS = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]
 
@@ -53,6 +58,88 @@ def test_versions_are_immutable(registry):
         publish_model(registry, "v1")
 
 
+def test_concurrent_publishers_of_one_version_exactly_one_wins(registry):
+    # Each publisher has its own storage object (its own S3 connections), different
+    # files, and all start at once: one version results, the winner's, intact.
+    publishers = 6
+    barrier = threading.Barrier(publishers)
+    outcomes = {}
+
+    def publish(index):
+        own = Registry(open_storage(registry.storage.uri), registry.name)
+        files = {layout.MODEL_JOBLIB: f"model of publisher {index}".encode() * 1000}
+        barrier.wait(timeout=30)
+        try:
+            own.publish("v1", files, {"publisher": index})
+        except RegistryError as error:
+            outcomes[index] = str(error)
+        except Exception as error:  # an assert in the thread would not fail the test
+            outcomes[index] = repr(error)
+        else:
+            outcomes[index] = "published"
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(publishers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    (winner,) = [index for index, outcome in outcomes.items() if outcome == "published"]
+    losers = [outcome for index, outcome in outcomes.items() if index != winner]
+    assert len(losers) == publishers - 1
+    for message in losers:
+        assert message.startswith("model accident-severity version v1 ")
+        assert "versions are immutable" in message
+    assert registry.versions() == ["v1"]
+    manifest = registry.manifest("v1")
+    assert manifest["publisher"] == winner
+    # Every file the manifest vouches for is the winner's, unaltered by the losers.
+    expected = f"model of publisher {winner}".encode() * 1000
+    assert registry.read_file("v1", layout.MODEL_JOBLIB) == expected
+    assert manifest["files"][layout.MODEL_JOBLIB]["sha256"] == sha256_hex(expected)
+
+
+def test_a_version_claimed_by_a_crashed_publisher_is_not_overwritten(registry):
+    prefix = layout.version_prefix("accident-severity", "v1")
+    registry.storage.write_bytes(prefix + layout.PUBLISHER, b"not even JSON")
+    with pytest.raises(RegistryError, match=r"already being published .*publisher unknown"):
+        publish_model(registry, "v1")
+    assert registry.storage.list(prefix) == [prefix + layout.PUBLISHER]
+
+
+def test_two_trainings_started_at_once_on_the_same_data_make_two_versions(tmp_path):
+    # The CronJob and POST /retrain, or two scorer replicas, on the same data: the
+    # real training job twice at once, released by one barrier before it names its
+    # version; both publish, each under its own version.
+    barrier = threading.Barrier(2)
+    settings = TrainingSettings(
+        raw_uri="synthetic://?accidents=2000&seed=3",
+        registry_uri=str(tmp_path / "registry"),
+        promote=PromoteMode.NEVER,
+        reference_rows=500,
+        use_feedback=False,
+    )
+    summaries = {}
+
+    def run(index):
+        try:
+            barrier.wait(timeout=120)
+            summaries[index] = train(settings)
+        except Exception as error:  # an assert in the thread would not fail the test
+            summaries[index] = {"error": repr(error)}
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert [summaries[i].get("status") for i in range(2)] == ["trained", "trained"], summaries
+    first, second = summaries[0]["version"], summaries[1]["version"]
+    assert summaries[0]["data_fingerprint"] == summaries[1]["data_fingerprint"]
+    assert first != second
+    registry = Registry(open_storage(settings.registry_uri), settings.model_name)
+    assert registry.versions() == sorted([first, second])
+
+
 def test_rollback_is_promoting_an_older_version_and_is_audited(registry):
     publish_model(registry, "v1")
     publish_model(registry, "v2", seed=1)
@@ -84,14 +171,14 @@ def test_crash_before_the_manifest_leaves_no_version_and_production_untouched(
     registry, monkeypatch
 ):
     publish_model(registry, "v1")
-    original = registry.storage.write_bytes
+    original = registry.storage.create_bytes
 
     def crash_on_manifest(key, data, **kwargs):
         if key.endswith(layout.MANIFEST):
             raise OSError("simulated crash")
         original(key, data, **kwargs)
 
-    monkeypatch.setattr(registry.storage, "write_bytes", crash_on_manifest)
+    monkeypatch.setattr(registry.storage, "create_bytes", crash_on_manifest)
     with pytest.raises(OSError, match="simulated crash"):
         publish_model(registry, "v2", seed=1)
     monkeypatch.undo()
@@ -104,20 +191,27 @@ def test_crash_before_the_manifest_leaves_no_version_and_production_untouched(
 def test_the_manifest_then_the_alias_are_written_last(registry, monkeypatch):
     publish_model(registry, "v1")
     written = []
-    original = registry.storage.write_bytes
+    for method in ("write_bytes", "create_bytes"):
+        original = getattr(registry.storage, method)
 
-    def record(key, data, **kwargs):
-        written.append(key)
-        original(key, data, **kwargs)
+        def record(key, data, _original=original, _method=method, **kwargs):
+            written.append((_method, key))
+            _original(key, data, **kwargs)
 
-    monkeypatch.setattr(registry.storage, "write_bytes", record)
+        monkeypatch.setattr(registry.storage, method, record)
     publish_model(registry, "v2", seed=1)
     prefix = layout.version_prefix("accident-severity", "v2")
     alias = layout.alias_key("accident-severity", layout.PRODUCTION_ALIAS)
-    # The version's files, its manifest, then the history entry and the pointer.
-    assert written[-3:] == [prefix + layout.MANIFEST, written[-2], alias]
-    assert written[-2].startswith(layout.model_prefix("accident-severity") + "aliases/history/")
-    assert all(key.startswith(prefix) for key in written[:-3])
+    # The claim on the version, its files, its manifest (both created, never
+    # replaced), then the history entry and the pointer.
+    assert written[0] == ("create_bytes", prefix + layout.PUBLISHER)
+    assert written[-3:] == [
+        ("create_bytes", prefix + layout.MANIFEST),
+        written[-2],
+        ("write_bytes", alias),
+    ]
+    assert written[-2][1].startswith(layout.model_prefix("accident-severity") + "aliases/history/")
+    assert all(method == "write_bytes" and key.startswith(prefix) for method, key in written[1:-3])
 
 
 def test_crash_before_the_alias_leaves_production_untouched(registry, monkeypatch):
@@ -176,3 +270,118 @@ def test_new_version_is_sortable_and_valid():
 def test_invalid_model_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match="invalid model name"):
         Registry(FileStorage(tmp_path), "../escape")
+
+
+# --- files of the wrong shape ---------------------------------------------------------
+
+BAD_ALIASES = [
+    (b"{}", "invalid alias: version: missing"),
+    (b"[]", "alias must be a JSON object, found an array"),
+    (b'"v1"', "alias must be a JSON object, found the string 'v1'"),
+    (b"3", "alias must be a JSON object, found the number 3"),
+    (b"null", "alias must be a JSON object, found null"),
+    (b'{"version": null}', "invalid alias: version: Input should be a valid string (found null)"),
+    (
+        b'{"version": 7}',
+        "invalid alias: version: Input should be a valid string (found the number 7)",
+    ),
+    (b'{"version": "../v1"}', "invalid alias: version: '../v1': use 1-63 lowercase letters"),
+    (b"{not json", "alias is not JSON"),
+    (b"\xff\xfe", "alias is not JSON"),
+]
+
+
+@pytest.mark.parametrize(("content", "problem"), BAD_ALIASES)
+def test_an_alias_of_the_wrong_shape_is_one_clear_error(registry, content, problem):
+    key = layout.alias_key("accident-severity", layout.PRODUCTION_ALIAS)
+    registry.storage.write_bytes(key, content)
+    for read in (registry.alias, registry.alias_version):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        message = str(caught.value)
+        assert message.startswith(f"{registry.storage.url_for(key)}: {problem}")
+        assert "\n" not in message
+
+
+def _manifest_key(version="v1"):
+    return layout.version_prefix("accident-severity", version) + layout.MANIFEST
+
+
+def _valid_manifest():
+    return {
+        "name": "accident-severity",
+        "version": "v1",
+        "files": {layout.MODEL_ONNX: {"sha256": "a" * 64, "bytes": 10}},
+        "contract_fingerprint": contract.contract_fingerprint(),
+        "threshold": 0.5,
+    }
+
+
+BAD_MANIFESTS = [
+    ([], "manifest must be a JSON object, found an array"),
+    ("v1", "manifest must be a JSON object, found the string 'v1'"),
+    ({}, "invalid manifest: name: missing; version: missing; files: missing"),
+    ({"files": None}, "invalid manifest: files: Input should be a valid dictionary (found null)"),
+    ({"files": []}, "files: Input should be a valid dictionary (found an array)"),
+    ({"files": {"model.onnx": "abc"}}, "files.model.onnx: Input should be a valid dictionary"),
+    ({"files": {"model.onnx": {"bytes": 1}}}, "files.model.onnx.sha256: missing"),
+    (
+        {"files": {"model.onnx": {"sha256": "abc", "bytes": 1}}},
+        "files.model.onnx.sha256: String should match pattern",
+    ),
+    ({"threshold": "high"}, "threshold: Input should be a valid number"),
+    ({"version": None}, "version: Input should be a valid string (found null)"),
+    ({"version": "v2"}, "invalid manifest: it names version 'v2', its folder is 'v1'"),
+]
+
+
+@pytest.mark.parametrize(("change", "problem"), BAD_MANIFESTS)
+def test_a_manifest_of_the_wrong_shape_is_one_clear_error(registry, change, problem):
+    content = {**_valid_manifest(), **change} if isinstance(change, dict) and change else change
+    registry.storage.write_bytes(_manifest_key(), json.dumps(content).encode())
+    assert registry.versions() == ["v1"]
+    for use in (
+        lambda: registry.manifest("v1"),
+        lambda: registry.read_file("v1", layout.MODEL_ONNX),
+        lambda: registry.promote("v1", reason="test"),
+    ):
+        with pytest.raises(RegistryError) as caught:
+            use()
+        message = str(caught.value)
+        assert message.startswith(f"{registry.storage.url_for(_manifest_key())}: ")
+        assert problem in message
+        assert "\n" not in message
+    assert registry.alias_version() is None
+
+
+def test_a_valid_manifest_keeps_every_recorded_field(registry):
+    content = {**_valid_manifest(), "metrics": {"roc_auc": 0.8}, "data": {"rows": 3}}
+    registry.storage.write_bytes(_manifest_key(), json.dumps(content).encode())
+    assert registry.manifest("v1") == content
+
+
+@pytest.mark.parametrize(("content", "problem"), BAD_ALIASES[:3])
+def test_the_cli_reports_a_bad_alias_in_one_line(tmp_path, content, problem):
+    storage = FileStorage(tmp_path / "registry")
+    key = layout.alias_key("accident-severity", layout.PRODUCTION_ALIAS)
+    storage.write_bytes(key, content)
+    expected = f"error: {storage.url_for(key)}: {problem}"
+    for command in (
+        ["models", "list"],
+        ["train", "--raw", "synthetic://?accidents=50"],
+    ):
+        registry_option = ["--registry", str(tmp_path / "registry")]
+        arguments = command[:1] + registry_option + command[1:]
+        completed = subprocess.run(
+            [sys.executable, "-m", "training", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[2],
+            check=False,
+        )
+        assert completed.returncode == 1, completed.stderr
+        last = completed.stderr.strip().splitlines()[-1]
+        assert last.startswith(expected), completed.stderr
+        assert "Traceback" not in completed.stderr
+        assert completed.stdout == ""

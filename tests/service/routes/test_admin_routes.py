@@ -102,6 +102,25 @@ def test_a_version_of_another_contract_is_refused(
     assert client.get("/ready").json()["model_version"] == "v1"
 
 
+@pytest.mark.parametrize("content", [b"{}", b"[]", b'"v2"', b'{"version": null}'])
+def test_an_alias_of_the_wrong_shape_is_named_on_reload_and_on_ready(
+    make_client: Callable[..., TestClient], registry_root: Path, content: bytes
+) -> None:
+    client = make_client(api_key=API_KEY)
+    pointer = registry_root / layout.alias_key("accident-severity", "production")
+    pointer.write_bytes(content)
+    response = client.post("/model/reload", headers=AUTH)
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "alias" in detail and ("invalid alias: version" in detail or "JSON object" in detail)
+    assert client.post("/predict", json=ROW).json()["model_version"] == "v1"
+    # A scorer starting on it is not ready, and says why in the same words.
+    fresh = make_client(api_key=API_KEY)
+    ready = fresh.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["detail"] in detail
+
+
 def test_retrain_disabled_mode_refuses(make_client: Callable[..., TestClient]) -> None:
     client = make_client(api_key=API_KEY, retrain_mode="disabled")
     response = client.post("/retrain", headers=AUTH)
