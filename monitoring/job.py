@@ -169,6 +169,7 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
             decision,
             settings,
             report_storage=report_storage,
+            claim_storage=registry_storage,
             location=location,
             window_end=window.end,
             now=now,

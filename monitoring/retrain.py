@@ -2,9 +2,12 @@
 
 A retrain starts only when the window had enough rows and drifted (dataset drift, or
 prediction drift unless that trigger is turned off), retraining is enabled,
-and the last retrain a drift run started is older than the cooldown; in a cluster the
-API server also refuses while a Job of the training CronJob is active, and refuses a
-second Job for the same window (see :mod:`monitoring.k8s_jobs`).
+the last retrain a drift run started is older than the cooldown, and this run wins the
+retrain claim of its decision window (:mod:`training.claims`, shared with the scorer's
+``POST /retrain``): of any number of drift runs and API calls in the same UTC hour,
+one starts a training and the others say who holds the claim. In a cluster the API
+server also refuses while a Job of the training CronJob is active (see
+:mod:`monitoring.k8s_jobs`).
 
 Starting training is not promoting a model: the training job's label guard skips a run
 with no new labelled data, and its promotion gate keeps the production model unless
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ from monitoring import k8s_jobs
 from monitoring.errors import RetrainConflictError, RetrainError
 from monitoring.reports import ReportLocation, read_last_retrain, write_last_retrain
 from monitoring.settings import MonitoringSettings, RetrainMode
+from training import claims
+from training.errors import RetrainClaimedError, StorageError
 from training.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -32,9 +38,6 @@ log = logging.getLogger(__name__)
 DRIFT_REPORT_LABEL = k8s_jobs.LABEL_PREFIX + "drift-report"
 DRIFT_WINDOW_LABEL = k8s_jobs.LABEL_PREFIX + "drift-window"
 DRIFT_REPORT_ANNOTATION = k8s_jobs.LABEL_PREFIX + "drift-report-url"
-
-# Concurrent drift runs in the same hour share a Job name, so only one Job is created.
-_WINDOW_BUCKET_FORMAT = "%Y%m%dT%H"
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,29 @@ def training_command(settings: MonitoringSettings) -> list[str]:
 
 
 def window_bucket(window_end: datetime) -> str:
-    return window_end.strftime(_WINDOW_BUCKET_FORMAT)
+    """The decision window: the claim's key and the Job's name both derive from it."""
+    return claims.decision_window(window_end)
+
+
+def _claim(
+    settings: MonitoringSettings,
+    claim_storage: Storage,
+    decision: RetrainDecision,
+    window: str,
+    now: datetime,
+) -> claims.RetrainClaim:
+    try:
+        return claims.claim_retrain(
+            claim_storage,
+            settings.model_name,
+            window=window,
+            trigger=claims.TRIGGER_DRIFT,
+            host=socket.gethostname(),
+            reason=decision.reason,
+            now=now,
+        )
+    except StorageError as error:
+        raise RetrainError(f"cannot claim the retrain: {error}") from error
 
 
 def execute(
@@ -109,12 +134,16 @@ def execute(
     settings: MonitoringSettings,
     *,
     report_storage: Storage,
+    claim_storage: Storage,
     location: ReportLocation,
     window_end: datetime,
     now: datetime,
 ) -> dict[str, Any]:
     """Acts on the decision; returns what was done, for the summary. Raises
-    RetrainError when the retrain could not be started or (locally) failed."""
+    RetrainError when the retrain could not be started or (locally) failed.
+
+    The retrain is claimed (in ``claim_storage``, the registry's) before anything
+    starts; a run that loses the claim starts nothing and says who holds it."""
     result: dict[str, Any] = {
         "decision": decision.retrain,
         "reason": decision.reason,
@@ -130,23 +159,35 @@ def execute(
         "report": location.url("summary.json"),
         "reason": decision.reason,
     }
+    bucket = window_bucket(window_end)
+    result["window"] = bucket
     if settings.retrain_mode is RetrainMode.LOCAL:
         command = training_command(settings)
         result["command"] = command
         if settings.dry_run:
             return result
+        try:
+            claim = _claim(settings, claim_storage, decision, bucket, now)
+        except RetrainClaimedError as claimed:
+            result.update(reason=f"{decision.reason}; not started: {claimed}", claim=claimed.holder)
+            return result
         # Recorded before the run: a training that fails still counts against the
-        # cooldown, so a persistent failure is not retried on every drift run.
-        write_last_retrain(report_storage, record)
+        # cooldown, so a persistent failure is not retried on every drift run (and
+        # keeps its claim, for the same reason).
+        write_last_retrain(report_storage, {**record, "window": bucket})
         result.update(triggered=True, training=_run_training(command, settings))
         return result
 
     namespace = settings.namespace or k8s_jobs.current_namespace()
-    bucket = window_bucket(window_end)
     dedupe_key = f"drift:{settings.model_name}:{bucket}"
     name = k8s_jobs.job_name(settings.training_cronjob, dedupe_key)
     result.update(namespace=namespace, cronjob=settings.training_cronjob, job=name)
     if settings.dry_run:
+        return result
+    try:
+        claim = _claim(settings, claim_storage, decision, bucket, now)
+    except RetrainClaimedError as claimed:
+        result.update(reason=f"{decision.reason}; not started: {claimed}", claim=claimed.holder)
         return result
     try:
         created = k8s_jobs.create_job_from_cronjob(
@@ -162,9 +203,17 @@ def execute(
             dedupe_key=dedupe_key,
         )
     except RetrainConflictError as conflict:
+        # Nothing was started under the claim: give it back, so a later run of this
+        # window may start the retrain once the running Job is done.
+        claims.release(claim_storage, claim)
         result.update(job=conflict.job_name, reason=f"{decision.reason}; not started: {conflict}")
         return result
-    write_last_retrain(report_storage, {**record, "job": created, "namespace": namespace})
+    except RetrainError:
+        claims.release(claim_storage, claim)
+        raise
+    write_last_retrain(
+        report_storage, {**record, "window": bucket, "job": created, "namespace": namespace}
+    )
     result.update(triggered=True, job=created)
     return result
 

@@ -7,18 +7,27 @@
   ``monitoring.k8s_jobs``, imported only in that mode); the regular alias poll picks
   up the promoted version;
 * disabled mode refuses.
+
+Before starting anything, both modes claim the retrain of the current decision window
+(:mod:`training.claims`, in the registry's storage), the claim the drift job takes too:
+of the drift runs and API calls of one UTC hour, on any replica, one starts a training
+and the others get 409 naming who holds the claim. A claim under which nothing could
+be started is given back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service.errors import (
@@ -30,12 +39,16 @@ from service.errors import (
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
 from service.settings import RetrainMode, ScorerSettings
+from training import claims
+from training.errors import RetrainClaimedError, StorageError
+from training.storage import Storage
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-TRIGGER = "scorer-api"
-"""Value of the Job's ``triage/trigger`` label (the drift job sets its own)."""
+TRIGGER = claims.TRIGGER_SCORER_API
+"""Value of the Job's ``triage/trigger`` label and of the claim's trigger (the drift
+job sets its own)."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +67,15 @@ class RetrainLauncher:
         *,
         host: str,
         namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.holder = holder
         self.metrics = metrics
         self.host = host
         self.namespace_file = namespace_file
+        # Names the decision window of a request; tests pin it to one hour.
+        self.clock = clock or _utc_now
         self._process: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.last_exit_code: int | None = None
@@ -75,14 +91,52 @@ class RetrainLauncher:
                     "retraining from the API is disabled (SCORER_RETRAIN_MODE=disabled)"
                 )
             if self.settings.retrain_mode is RetrainMode.LOCAL:
-                launched = await self._launch_local(reason)
+                # This replica's own run first: its message is the more precise one.
+                self._refuse_while_running()
+                claim = await self._claim(reason)
+                launch = self._launch_local
             else:
-                launched = await self._launch_kubernetes(reason)
+                namespace = self.namespace()
+                claim = await self._claim(reason)
+                launch = functools.partial(self._launch_kubernetes, namespace=namespace)
+            try:
+                launched = await launch(reason)
+            except BaseException:
+                # Nothing was started under the claim: another trigger may try again.
+                with contextlib.suppress(StorageError):
+                    await asyncio.to_thread(claims.release, self._claim_storage, claim)
+                raise
         except Exception:
             self.metrics.retrain_requests.labels("rejected").inc()
             raise
         self.metrics.retrain_requests.labels("accepted").inc()
         return launched
+
+    @property
+    def _claim_storage(self) -> Storage:
+        # The registry's storage: the one root the drift job and every replica share.
+        return self.holder.registry.storage
+
+    async def _claim(self, reason: str) -> claims.RetrainClaim:
+        now = self.clock()
+        try:
+            return await asyncio.to_thread(
+                claims.claim_retrain,
+                self._claim_storage,
+                self.settings.model_name,
+                window=claims.decision_window(now),
+                trigger=TRIGGER,
+                host=self.host,
+                reason=reason,
+                now=now,
+            )
+        except RetrainClaimedError as error:
+            raise RetrainConflictError(str(error)) from error
+        except StorageError as error:
+            log.error("cannot claim the retrain", extra={"error": str(error)})
+            raise RetrainLaunchError(
+                "cannot claim the retrain: the model storage did not answer"
+            ) from error
 
     # --- local ----------------------------------------------------------------------
 
@@ -101,12 +155,15 @@ class RetrainLauncher:
             command += ["--raw", self.settings.retrain_raw_uri]
         return command
 
-    async def _launch_local(self, reason: str) -> Launched:
+    def _refuse_while_running(self) -> None:
         if self.running:
             assert self._process is not None
             raise RetrainConflictError(
                 f"a training run is already in progress (pid {self._process.pid})"
             )
+
+    async def _launch_local(self, reason: str) -> Launched:
+        self._refuse_while_running()
         # The training job needs no scorer secret (the admin key above all).
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
         try:
@@ -176,8 +233,7 @@ class RetrainLauncher:
                 "SCORER_RETRAIN_NAMESPACE"
             ) from error
 
-    async def _launch_kubernetes(self, reason: str) -> Launched:
-        namespace = self.namespace()
+    async def _launch_kubernetes(self, reason: str, *, namespace: str) -> Launched:
         # Imported here: only this mode needs the kubernetes client behind it.
         from monitoring import errors as monitoring_errors
         from monitoring import k8s_jobs
@@ -224,6 +280,10 @@ class RetrainLauncher:
                 self._process.kill()
         if self._watcher is not None:
             self._watcher.cancel()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _summary(stdout: bytes | None) -> dict[str, object]:

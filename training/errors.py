@@ -39,3 +39,13 @@ class RegistryError(TrainingError):
 
 class ArtifactVerificationError(RegistryError):
     """A model file's checksum or a manifest's contract does not match."""
+
+
+class RetrainClaimedError(TrainingError):
+    """Another trigger already claimed the retrain of this model for this decision
+    window: nothing new is started. ``holder`` describes who, when it could be read."""
+
+    def __init__(self, message: str, *, key: str, holder: dict[str, object] | None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.holder = holder

@@ -16,6 +16,8 @@ module names every key so the three agree.
     inference-logs/date=YYYY-MM-DD/<host>-<ts>.parquet
     feedback/date=YYYY-MM-DD/<host>-<ts>.parquet
     reports/drift/<ts>/{report.html,snapshot.json,summary.json}
+    retrain-claims/<name>/<window>.json       who started the retrain of a decision
+                                              window (create-if-absent: one per window)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ MODELS_PREFIX = "models/"
 INFERENCE_LOG_PREFIX = "inference-logs/"
 FEEDBACK_PREFIX = "feedback/"
 DRIFT_REPORT_PREFIX = "reports/drift/"
+RETRAIN_CLAIMS_PREFIX = "retrain-claims/"
 
 MODEL_JOBLIB = "model.joblib"
 MODEL_ONNX = "model.onnx"
@@ -86,6 +89,12 @@ def alias_key(name: str, alias: str) -> str:
 
 def alias_history_key(name: str, alias: str, when: datetime) -> str:
     return f"{model_prefix(name)}aliases/history/{timestamp_slug(when)}-{alias}.json"
+
+
+def retrain_claim_key(name: str, window: str) -> str:
+    if not re.fullmatch(r"\d{8}T\d{2}", window):
+        raise ValueError(f"invalid decision window {window!r}: expected YYYYMMDDTHH")
+    return f"{RETRAIN_CLAIMS_PREFIX}{validate_name('model name', name)}/{window}.json"
 
 
 def timestamp_slug(when: datetime) -> str:

@@ -259,8 +259,15 @@ def expected_actions(bucket: str, prefix: str) -> dict[str, set[str]]:
             f"Read:{root}models/*",
             f"Write:{root}inference-logs/*",
             f"Write:{root}feedback/*",
+            f"Read:{root}retrain-claims/*",
+            f"Write:{root}retrain-claims/*",
         },
-        "drift": {f"Read:{bucket}", f"List:{bucket}", f"Write:{root}reports/*"},
+        "drift": {
+            f"Read:{bucket}",
+            f"List:{bucket}",
+            f"Write:{root}reports/*",
+            f"Write:{root}retrain-claims/*",
+        },
         "admin": {"Admin", "Read", "Write", "List", "Tagging"},
     }
 

@@ -46,12 +46,19 @@ def live_storage(live_root: Path) -> Storage:
 
 
 @pytest.fixture
-def make_settings(
-    trained_model: TrainedModel, live_root: Path
-) -> Callable[..., MonitoringSettings]:
+def registry_root(trained_model: TrainedModel, tmp_path: Path) -> Path:
+    """A private copy of the session's registry: a drift run that retrains writes its
+    claim there, which must not hold back the next test's run of the same window."""
+    root = tmp_path / "registry"
+    shutil.copytree(trained_model.registry_uri, root)
+    return root
+
+
+@pytest.fixture
+def make_settings(registry_root: Path, live_root: Path) -> Callable[..., MonitoringSettings]:
     def make(**overrides: Any) -> MonitoringSettings:
         values: dict[str, Any] = {
-            "registry_uri": trained_model.registry_uri,
+            "registry_uri": str(registry_root),
             "inference_log_uri": str(live_root),
             "report_uri": str(live_root),
             "window_end": NOW,

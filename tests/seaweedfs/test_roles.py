@@ -32,8 +32,13 @@ from service.settings import ScorerSettings
 from tests import seaweedfs_server as swfs
 from tests.factories import publish_model
 from tests.service.helpers import wait_for
-from training import layout
-from training.errors import ObjectNotFoundError, RegistryError, StorageError
+from training import claims, layout
+from training.errors import (
+    ObjectNotFoundError,
+    RegistryError,
+    RetrainClaimedError,
+    StorageError,
+)
 from training.registry import Registry
 from training.storage import Storage, open_storage, wait_until_usable
 from training.train import TrainingSettings, train
@@ -136,8 +141,15 @@ def test_each_identity_is_scoped_to_the_prefix(deployment: swfs.SeaweedFS) -> No
             f"Read:{root}models/*",
             f"Write:{root}inference-logs/*",
             f"Write:{root}feedback/*",
+            f"Read:{root}retrain-claims/*",
+            f"Write:{root}retrain-claims/*",
         ],
-        "drift": ["Read:triage", "List:triage", f"Write:{root}reports/*"],
+        "drift": [
+            "Read:triage",
+            "List:triage",
+            f"Write:{root}reports/*",
+            f"Write:{root}retrain-claims/*",
+        ],
         "admin": ["Admin", "Read", "Write", "List", "Tagging"],
     }
 
@@ -179,7 +191,13 @@ def test_training_publishes_and_promotes_with_its_own_identity(
 
 @pytest.mark.parametrize(
     ("role", "area"),
-    [("training", "models"), ("scorer", "inference-logs"), ("drift", "reports")],
+    [
+        ("training", "models"),
+        ("scorer", "inference-logs"),
+        ("scorer", "retrain-claims"),
+        ("drift", "reports"),
+        ("drift", "retrain-claims"),
+    ],
 )
 def test_a_role_writes_its_area_under_the_prefix_only(
     deployment: swfs.SeaweedFS, role: str, area: str
@@ -198,6 +216,31 @@ def test_a_role_writes_its_area_under_the_prefix_only(
         with pytest.raises(StorageError) as caught:
             other.write_bytes(key, b"{}")
         assert_denied(caught)
+
+
+def test_the_scorer_and_the_drift_job_share_one_retrain_claim(deployment: swfs.SeaweedFS) -> None:
+    # Each with its own identity: a conditional create, the loser reading the holder,
+    # the holder giving its claim back.
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    window = claims.decision_window(now)
+    scorer, drift = storage_of(deployment, "scorer"), storage_of(deployment, "drift")
+    held = claims.claim_retrain(
+        scorer, MODEL, window=window, trigger="scorer-api", host="pod-a", reason="api", now=now
+    )
+    with pytest.raises(RetrainClaimedError, match="already claimed by scorer-api on pod-a"):
+        claims.claim_retrain(
+            drift, MODEL, window=window, trigger="drift", host="pod-b", reason="drift", now=now
+        )
+    claims.release(scorer, held)
+    drifted = claims.claim_retrain(
+        drift, MODEL, window=window, trigger="drift", host="pod-b", reason="drift", now=now
+    )
+    with pytest.raises(RetrainClaimedError, match="already claimed by drift on pod-b"):
+        claims.claim_retrain(
+            scorer, MODEL, window=window, trigger="scorer-api", host="pod-a", reason="x", now=now
+        )
+    claims.release(drift, drifted)
+    assert not storage_of(deployment, "admin").exists(layout.retrain_claim_key(MODEL, window))
 
 
 def test_training_cannot_write_outside_models(deployment: swfs.SeaweedFS) -> None:

@@ -205,7 +205,8 @@ or the content of the external Secret as the cluster holds it. Call with (list $
 SeaweedFS's S3 identities (-s3.config): one per role, each scoped to the key prefixes
 it writes. SeaweedFS matches "Action:bucket/key" against each entry, with '*' as a
 wildcard; an entry without '/' covers the whole bucket. Deleting an object needs
-Write, so a role can only delete where it may write.
+Write, so a role can only delete where it may write. The scorer (POST /retrain) and the
+drift job both claim retrains under retrain-claims/ (training/claims.py).
 */}}
 {{- define "triage.seaweedfsS3Config" -}}
 {{- $bucket := .Values.storage.bucket }}
@@ -213,8 +214,8 @@ Write, so a role can only delete where it may write.
 {{- $root := ternary (printf "%s/%s/" $bucket $prefix) (printf "%s/" $bucket) (ne $prefix "") }}
 {{- $actions := dict
   "training" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%smodels/*" $root))
-  "scorer" (list (printf "Read:%smodels/*" $root) (printf "Write:%sinference-logs/*" $root) (printf "Write:%sfeedback/*" $root))
-  "drift" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%sreports/*" $root))
+  "scorer" (list (printf "Read:%smodels/*" $root) (printf "Write:%sinference-logs/*" $root) (printf "Write:%sfeedback/*" $root) (printf "Read:%sretrain-claims/*" $root) (printf "Write:%sretrain-claims/*" $root))
+  "drift" (list (printf "Read:%s" $bucket) (printf "List:%s" $bucket) (printf "Write:%sreports/*" $root) (printf "Write:%sretrain-claims/*" $root))
   "admin" (list "Admin" "Read" "Write" "List" "Tagging")
 }}
 {{- $identities := list }}

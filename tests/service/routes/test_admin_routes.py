@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from monitoring import k8s_jobs
+from monitoring import k8s_jobs, retrain
 from monitoring.errors import RetrainAlreadyActiveError, RetrainError
+from monitoring.reports import ReportLocation
+from monitoring.settings import MonitoringSettings
+from service.app import create_app
 from service.errors import RetrainLaunchError
 from service.metrics import ScorerMetrics
 from service.retrain import RetrainLauncher
 from tests.service.helpers import API_KEY, AUTH, wait_for
 from training import contract, layout
 from training.registry import Registry
+from training.storage import FileStorage, Storage, open_storage
 
 ROW = contract.example_row()
 
@@ -176,6 +183,156 @@ def test_retrain_local_mode_refuses_a_second_concurrent_run(
     assert second.status_code == 409
     assert "already in progress" in second.json()["detail"]
     # Leaving the client shuts the app down, which terminates the sleeping run.
+
+
+# --- one training per decision: the retrain claim -----------------------------------
+
+DECISION_TIME = datetime(2026, 11, 25, 12, 20, tzinfo=UTC)
+WINDOW = "20261125T12"
+CLAIM_KEY = layout.retrain_claim_key("accident-severity", WINDOW)
+
+
+def _ledger_training(ledger: Path) -> list[str]:
+    """A training command that only records that it started."""
+    code = (
+        f"open({str(ledger)!r}, 'a').write('started\\n'); "
+        'print(\'{"status": "trained", "version": "v9"}\')'
+    )
+    return [sys.executable, "-c", code]
+
+
+def _pinned(client: TestClient) -> RetrainLauncher:
+    launcher: RetrainLauncher = client.app.state.scorer.retrain  # type: ignore[attr-defined]
+    launcher.clock = lambda: DECISION_TIME
+    return launcher
+
+
+def _drift_retrain(registry: Storage, reports: Storage) -> dict[str, Any]:
+    settings = MonitoringSettings(registry_uri=registry.uri, retrain_mode="local")
+    return retrain.execute(
+        retrain.RetrainDecision(True, "drift (test)"),
+        settings,
+        report_storage=reports,
+        claim_storage=registry,
+        location=ReportLocation.for_run(reports, DECISION_TIME),
+        window_end=DECISION_TIME,
+        now=DECISION_TIME,
+    )
+
+
+STORAGES = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]
+
+
+@pytest.fixture(params=STORAGES)
+def shared_registry(request: pytest.FixtureRequest, registry_root: Path) -> Storage:
+    """The registry the scorer serves from and the drift job claims in: the test's
+    folder, or the same files copied into a SeaweedFS bucket."""
+    if request.param == "file":
+        return open_storage(str(registry_root))
+    storage = open_storage(request.getfixturevalue("s3_bucket"))
+    source = FileStorage(registry_root)
+    for key in source.list():
+        storage.write_bytes(key, source.read_bytes(key))
+    return storage
+
+
+def test_drift_and_post_retrain_racing_in_one_window_start_one_training(
+    make_client: Callable[..., TestClient],
+    make_settings: Callable[..., Any],
+    shared_registry: Storage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = tmp_path / "trainings.log"
+    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
+    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(ledger))
+    settings = make_settings(api_key=API_KEY, retrain_mode="local")
+    client = make_client(create_app(settings, registry_storage=shared_registry))
+    launcher = _pinned(client)
+    reports = open_storage(str(tmp_path / "reports"))
+    barrier = threading.Barrier(2)
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        barrier.wait(timeout=30)
+        outcome["api"] = client.post("/retrain", headers=AUTH, json={"reason": "operator"})
+
+    def drift() -> None:
+        barrier.wait(timeout=30)
+        try:
+            outcome["drift"] = _drift_retrain(open_storage(shared_registry.uri), reports)
+        except Exception as error:  # an assert in the thread would not fail the test
+            outcome["drift"] = error
+
+    threads = [threading.Thread(target=post), threading.Thread(target=drift)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    api, drifted = outcome["api"], outcome["drift"]
+    assert isinstance(drifted, dict), drifted
+    claim = json.loads(shared_registry.read_bytes(CLAIM_KEY))
+    if api.status_code == 202:
+        assert claim["trigger"] == "scorer-api" and claim["reason"] == "operator"
+        assert drifted["triggered"] is False and "training" not in drifted
+        assert f"already claimed by scorer-api on {claim['host']}" in drifted["reason"]
+        wait_for(lambda: launcher.last_exit_code is not None)
+    else:
+        assert api.status_code == 409, api.text
+        assert claim["trigger"] == "drift"
+        assert drifted["triggered"] is True
+        assert "already claimed by drift on " in api.json()["detail"]
+    assert ledger.read_text().splitlines() == ["started"]
+
+
+def test_post_retrain_after_a_drift_retrain_of_the_window_is_409_naming_it(
+    make_client: Callable[..., TestClient],
+    registry_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = tmp_path / "trainings.log"
+    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
+    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(ledger))
+    registry = open_storage(str(registry_root))
+    assert _drift_retrain(registry, open_storage(str(tmp_path / "reports")))["triggered"]
+    for mode in ("local", "kubernetes"):
+        client = make_client(api_key=API_KEY, retrain_mode=mode, retrain_namespace="triage")
+        _pinned(client)
+        response = client.post("/retrain", headers=AUTH)
+        assert response.status_code == 409
+        detail = response.json()["detail"]
+        assert detail.startswith(
+            "the retrain of model accident-severity for decision window 20261125T12 (UTC "
+            "hour) was already claimed by drift on "
+        )
+        assert detail.endswith("(drift (test))")
+    assert ledger.read_text().splitlines() == ["started"]
+
+
+def test_a_retrain_that_could_not_start_gives_its_claim_back(
+    make_client: Callable[..., TestClient], registry_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([RetrainError("read CronJob: HTTP 403: forbidden"), "training-manual-abc12"])
+
+    def create_job_from_cronjob(*args: Any, **kwargs: Any) -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(k8s_jobs, "create_job_from_cronjob", create_job_from_cronjob)
+    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", retrain_namespace="triage")
+    _pinned(client)
+    assert client.post("/retrain", headers=AUTH).status_code == 503
+    assert not (registry_root / CLAIM_KEY).exists()
+    assert client.post("/retrain", headers=AUTH).status_code == 202
+    claim = json.loads((registry_root / CLAIM_KEY).read_text())
+    assert claim["trigger"] == "scorer-api" and claim["window"] == WINDOW
+    # A third request of the window: the claim holds, whichever replica asks.
+    third = client.post("/retrain", headers=AUTH)
+    assert third.status_code == 409
+    assert "already claimed by scorer-api on " in third.json()["detail"]
 
 
 def test_retrain_local_command_is_the_training_cli(make_settings: Callable[..., Any]) -> None:
