@@ -106,22 +106,22 @@ class Storage(Protocol):
 
 
 def _invalid(root: str, what: str, value: str, problem: str) -> StorageError:
-    return StorageError(f"{root}: invalid storage {what} {value!r}: {problem}")
+    where = f"{root}: " if root else ""
+    return StorageError(f"{where}storage {what} {value!r}: {problem}")
 
 
 def _check_path(root: str, what: str, value: str, segments: list[str]) -> None:
-    if value.startswith("/") or "\\" in value or "\x00" in value:
-        raise _invalid(
-            root,
-            what,
-            value,
-            "use a relative '/'-separated path (no leading '/', backslash or NUL)",
-        )
+    if value.startswith("/"):
+        raise _invalid(root, what, value, "must be relative (no leading '/')")
+    if "\\" in value:
+        raise _invalid(root, what, value, "backslashes are not allowed (use '/')")
+    if "\x00" in value:
+        raise _invalid(root, what, value, "NUL characters are not allowed")
     for segment in segments:
-        if segment in ("", ".", ".."):
-            raise _invalid(
-                root, what, value, "use a relative path without empty, '.' or '..' segments"
-            )
+        if segment in (".", ".."):
+            raise _invalid(root, what, value, f"{segment!r} segments are not allowed")
+        if segment == "":
+            raise _invalid(root, what, value, "empty segments ('//') are not allowed")
         if segment.startswith(TEMP_PREFIX):
             raise _invalid(root, what, value, f"names starting with {TEMP_PREFIX} are reserved")
 
@@ -130,7 +130,7 @@ def check_key(key: str, root: str = "") -> str:
     """The key itself, or StorageError when it could escape the root or name a folder.
     ``root`` only serves the error message."""
     if not isinstance(key, str) or not key:
-        raise _invalid(root, "key", key, "must be a non-empty string")
+        raise _invalid(root, "key", key, "must not be empty")
     _check_path(root, "key", key, key.split("/"))
     return key
 
@@ -366,7 +366,7 @@ class S3Storage:
         if not bucket or "/" in bucket:
             raise StorageError(f"invalid S3 bucket name {bucket!r}")
         self.bucket = bucket
-        self.prefix = _folder_prefix(prefix)
+        self.prefix = _folder_prefix(prefix, f"s3://{bucket}/")
         self.uri = f"s3://{bucket}/{self.prefix}"
         # page_size only exists so tests can exercise pagination with few objects.
         self.page_size = page_size

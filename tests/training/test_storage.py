@@ -253,6 +253,25 @@ def test_keys_that_could_escape_the_root_are_rejected(storage: Storage, key: str
     assert storage.list() == []
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("../x", "'..' segments are not allowed"),
+        ("a/./b", "'.' segments are not allowed"),
+        ("a//b", "empty segments ('//') are not allowed"),
+        ("/etc/passwd", "must be relative (no leading '/')"),
+        ("a\\b", "backslashes are not allowed (use '/')"),
+        ("a\x00b", "NUL characters are not allowed"),
+        (f"{TEMP_PREFIX}x", f"names starting with {TEMP_PREFIX} are reserved"),
+        ("", "must not be empty"),
+    ],
+)
+def test_a_refused_key_says_what_and_why(storage: Storage, key: str, problem: str) -> None:
+    with pytest.raises(StorageError) as caught:
+        storage.read_bytes(key)
+    assert str(caught.value) == f"{storage.uri}: storage key {key!r}: {problem}"
+
+
 @pytest.mark.parametrize("prefix", ["../", "/abs", "a/../", "..", "a//"])
 def test_prefixes_that_could_escape_the_root_are_rejected(storage: Storage, prefix: str) -> None:
     with pytest.raises(StorageError):
@@ -477,6 +496,23 @@ def test_open_storage_rejects_bad_uris(uri: str, complaint: str) -> None:
     with pytest.raises(StorageError) as caught:
         open_storage(uri)
     assert complaint in str(caught.value)
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_a_bad_prefix_in_a_registry_uri_is_named_on_the_command_line() -> None:
+    # The CLI used to say "error: : invalid storage prefix '../../etc': ..." (an empty
+    # root where the URI should be).
+    completed = subprocess.run(
+        [sys.executable, "-m", "training", "models", "--registry", "s3://bucket/../../etc", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "error: s3://bucket/: storage prefix '../../etc': '..' segments are not allowed"
+    )
 
 
 @pytest.mark.usefixtures("aws_env")
