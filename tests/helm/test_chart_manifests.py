@@ -765,9 +765,28 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         assert parsed == default, f"{variable}={value!r}, {settings.__name__}.{field}={default!r}"
         checked.add(variable)
     assert {"MONITORING_MIN_ROWS", "MONITORING_DRIFT_SHARE", "SCORER_BATCH_LIMIT"} <= checked
+    # Every drift setting the chart renders is compared, none slips through unchecked.
+    drift = render("default").get("CronJob", name("drift"))
+    rendered = {
+        v for v in env_values(pod_spec(drift)["containers"][0]) if v.startswith("MONITORING_")
+    }
+    assert rendered - set(DELIBERATE) == {
+        "MONITORING_MODEL_NAME",
+        "MONITORING_WINDOW_HOURS",
+        "MONITORING_MIN_ROWS",
+        "MONITORING_DRIFT_SHARE",
+        "MONITORING_COOLDOWN_HOURS",
+    }
+    assert rendered - set(DELIBERATE) <= checked
     values = chart_values()
-    assert values["drift"]["minRows"] == MonitoringSettings.model_fields["min_rows"].default
-    assert values["drift"]["driftShare"] == MonitoringSettings.model_fields["drift_share"].default
+    defaults = MonitoringSettings.model_fields
+    for value, field in [
+        ("minRows", "min_rows"),
+        ("driftShare", "drift_share"),
+        ("windowHours", "window_hours"),
+        ("cooldownHours", "cooldown_hours"),
+    ]:
+        assert values["drift"][value] == defaults[field].default, value
 
 
 def test_helm_test_pod_checks_ready_and_predict(scenario: Rendered) -> None:
