@@ -135,7 +135,7 @@ class RetrainLauncher:
         except StorageError as error:
             log.error("cannot claim the retrain", extra={"error": str(error)})
             raise RetrainLaunchError(
-                "cannot claim the retrain: the model storage did not answer"
+                "cannot claim the retrain: the model storage failed (see the scorer's log)"
             ) from error
 
     # --- local ----------------------------------------------------------------------

@@ -335,6 +335,26 @@ def test_a_retrain_that_could_not_start_gives_its_claim_back(
     assert "already claimed by scorer-api on " in third.json()["detail"]
 
 
+def test_a_retrain_that_cannot_be_claimed_starts_nothing(
+    make_client: Callable[..., TestClient],
+    registry_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = tmp_path / "trainings.log"
+    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
+    # A file where the claims folder should be: every claim write fails.
+    (registry_root / layout.RETRAIN_CLAIMS_PREFIX.rstrip("/")).write_text("in the way")
+    client = make_client(api_key=API_KEY, retrain_mode="local")
+    response = client.post("/retrain", headers=AUTH)
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        "cannot claim the retrain: the model storage failed (see the scorer's log)"
+    )
+    assert not ledger.exists()
+    assert 'triage_retrain_requests_total{result="rejected"} 1.0' in client.get("/metrics").text
+
+
 def test_retrain_local_command_is_the_training_cli(make_settings: Callable[..., Any]) -> None:
     settings = make_settings(retrain_raw_uri="synthetic://?accidents=500")
     launcher = RetrainLauncher(settings, None, ScorerMetrics(), host="h")  # type: ignore[arg-type]
