@@ -129,6 +129,14 @@ def _claim(
         raise RetrainError(f"cannot claim the retrain: {error}") from error
 
 
+def _release(claim_storage: Storage, claim: claims.RetrainClaim) -> None:
+    # Best effort: a claim that cannot be given back only holds its window (one hour).
+    try:
+        claims.release(claim_storage, claim)
+    except StorageError as error:
+        log.warning("cannot give the retrain claim back", extra={"error": str(error)})
+
+
 def execute(
     decision: RetrainDecision,
     settings: MonitoringSettings,
@@ -205,11 +213,11 @@ def execute(
     except RetrainConflictError as conflict:
         # Nothing was started under the claim: give it back, so a later run of this
         # window may start the retrain once the running Job is done.
-        claims.release(claim_storage, claim)
+        _release(claim_storage, claim)
         result.update(job=conflict.job_name, reason=f"{decision.reason}; not started: {conflict}")
         return result
     except RetrainError:
-        claims.release(claim_storage, claim)
+        _release(claim_storage, claim)
         raise
     write_last_retrain(
         report_storage, {**record, "window": bucket, "job": created, "namespace": namespace}

@@ -103,6 +103,7 @@ class RetrainLauncher:
                 launched = await launch(reason)
             except BaseException:
                 # Nothing was started under the claim: another trigger may try again.
+                # Best effort: a claim that cannot be given back only holds its hour.
                 with contextlib.suppress(StorageError):
                     await asyncio.to_thread(claims.release, self._claim_storage, claim)
                 raise
