@@ -121,12 +121,12 @@ def _validated(schema: type[BaseModel], raw: bytes, *, what: str, where: str) ->
     """The parsed JSON object, or one RegistryError naming the file and every problem."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except ValueError as error:  # UnicodeDecodeError included
         raise RegistryError(f"{where}: {what} is not JSON ({error})") from error
     if not isinstance(data, dict):
         raise RegistryError(f"{where}: {what} must be a JSON object, found {_json_type(data)}")
     try:
-        schema.model_validate(data, strict=False)
+        schema.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {_problem(problem)}"
