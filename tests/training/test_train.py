@@ -500,9 +500,9 @@ def test_held_out_rows_coming_back_as_feedback_never_join_training(tmp_path):
         feedback_parquet(str(held_out.iloc[70][contract.ACCIDENT_ID]), now, 1, by_id),
     )
     second = train(settings.model_copy(update={"force": True}))
+    assert second["metrics"] == first["metrics"], "held-out metrics did not move"
     assert second["feedback_rows_dropped_held_out"] == 61
     assert second["feedback_rows"] == 0
-    assert second["metrics"] == first["metrics"], "held-out metrics did not move"
 
 
 def test_the_reference_holds_out_of_fold_probabilities(tmp_path):
