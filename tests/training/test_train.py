@@ -540,3 +540,25 @@ def test_a_bad_synthetic_option_is_named_with_its_value(uri, named, tmp_path, ca
     assert main(["train", "--raw", uri, "--registry", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"error: {uri}: synthetic option ") and named in error
+
+
+def test_year_split_trains_on_the_past_and_is_recorded(baac_samples, tmp_path):
+    summary = train(
+        TrainingSettings(
+            raw_uri=str(baac_samples),
+            registry_uri=str(tmp_path),
+            split_method=SplitMethod.YEAR,
+            reference_rows=500,
+        )
+    )
+    assert summary["split"]["held_out_years"] == [2024]
+    manifest = Registry(FileStorage(tmp_path), "accident-severity").manifest(summary["version"])
+    assert manifest["split"]["method"] == "year"
+    # The samples hold 266 accidents of 2024 and 1,054 before it.
+    assert manifest["split"]["rows"] == {
+        "train": 1054,
+        "test": 266,
+        "validation": 1054,
+        "feedback": 0,
+        "feedback_dropped_held_out": 0,
+    }
