@@ -27,7 +27,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from training import contract, decision, split
 from training.baac import read_raw
@@ -35,6 +34,7 @@ from training.dataset import build_table, split_table
 from training.model import ModelKind, build_pipeline, evaluate, positive_probability, to_onnx
 from training.registry import onnx_session
 from training.synthetic import synthesize
+from training.train import out_of_fold_probability
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "baac-samples"
 COST_RATIO = 3.0
@@ -65,14 +65,15 @@ def fit_and_judge(kind: ModelKind, train: pd.DataFrame, test: pd.DataFrame) -> d
     """What the training job does: out-of-fold threshold, fit on every training row,
     probabilities of the held-out rows."""
     x_train, y_train = contract.encode_frame(train), train[contract.TARGET].to_numpy(int)
-    fold = split.folds(train[contract.ACCIDENT_ID], split.salt_for(SEED), 3)
-    validation = cross_val_predict(
-        build_pipeline(kind, seed=SEED),
+    validation = out_of_fold_probability(
+        kind,
         x_train,
         y_train,
-        cv=PredefinedSplit(fold),
-        method="predict_proba",
-    )[:, 1]
+        train[contract.ACCIDENT_ID],
+        salt=split.salt_for(SEED),
+        fold_count=3,
+        seed=SEED,
+    )
     threshold = decision.choose_threshold(y_train, validation, COST_RATIO)["threshold"]
     pipeline = build_pipeline(kind, seed=SEED)
     started = time.perf_counter()

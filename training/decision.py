@@ -37,17 +37,10 @@ def choose_threshold(
         over = int((~positives & flagged).sum())
         costs.append(missed_cost_ratio * missed + over)
     best = int(np.argmin(costs))  # the lowest threshold among equal costs: recall first
-    threshold = float(_CANDIDATES[best])
-    flagged = probability >= threshold
-    true_positive = int((positives & flagged).sum())
     return {
-        "threshold": threshold,
+        **fixed_threshold(labels, probability, float(_CANDIDATES[best])),
         "method": "lowest cost on out-of-fold probabilities of the training rows",
         "missed_prioritaire_cost_ratio": missed_cost_ratio,
-        "validation_rows": len(labels),
-        "recall": true_positive / max(int(positives.sum()), 1),
-        "precision": true_positive / max(int(flagged.sum()), 1),
-        "flagged_share": float(flagged.mean()) if len(labels) else 0.0,
         "cost_per_row": costs[best] / max(len(labels), 1),
     }
 
@@ -55,6 +48,7 @@ def choose_threshold(
 def fixed_threshold(
     labels: np.ndarray, probability: np.ndarray, threshold: float
 ) -> dict[str, Any]:
+    """What ``threshold`` does on the validation rows."""
     flagged = probability >= threshold
     positives = labels == 1
     true_positive = int((positives & flagged).sum())

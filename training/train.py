@@ -359,7 +359,13 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     log.info("step 3/5: fitting", extra={"model_kind": settings.model_kind.value})
     fit_started = time.perf_counter()
     validation_probability = out_of_fold_probability(
-        settings.model_kind, x_train, y_train, train_rows, rule.salt, settings
+        settings.model_kind,
+        x_train,
+        y_train,
+        train_rows[contract.ACCIDENT_ID],
+        salt=rule.salt,
+        fold_count=settings.validation_folds,
+        seed=settings.seed,
     )
     if settings.threshold is None:
         threshold_choice = decision.choose_threshold(
@@ -541,14 +547,16 @@ def out_of_fold_probability(
     kind: ModelKind,
     x_train: np.ndarray,
     y_train: np.ndarray,
-    train_rows: pd.DataFrame,
+    accident_ids: pd.Series,
+    *,
     salt: str,
-    settings: TrainingSettings,
+    fold_count: int,
+    seed: int,
 ) -> np.ndarray:
     """Each training row's probability from a model fitted on the other folds."""
-    fold = folds(train_rows[contract.ACCIDENT_ID], salt, settings.validation_folds)
+    fold = folds(accident_ids, salt, fold_count)
     probability = cross_val_predict(
-        build_pipeline(kind, seed=settings.seed),
+        build_pipeline(kind, seed=seed),
         x_train,
         y_train,
         cv=PredefinedSplit(fold),
