@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 import joblib
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
@@ -140,6 +140,15 @@ class TrainingSettings(BaseSettings):
     )
     use_feedback: bool = Field(True, description="Add the scorer's feedback labels.")
     storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> TrainingSettings:
+        if self.tier_medium_precision > self.tier_high_precision:
+            raise ValueError(
+                f"tier_medium_precision ({self.tier_medium_precision}) must not exceed "
+                f"tier_high_precision ({self.tier_high_precision})"
+            )
+        return self
 
 
 def decide_promotion(

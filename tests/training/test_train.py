@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from service.tables import feedback_parquet
 from tests.support import free_port
@@ -562,3 +563,8 @@ def test_year_split_trains_on_the_past_and_is_recorded(baac_samples, tmp_path):
         "feedback": 0,
         "feedback_dropped_held_out": 0,
     }
+
+
+def test_tier_levels_must_be_ordered():
+    with pytest.raises(ValidationError, match="tier_medium_precision"):
+        TrainingSettings(tier_high_precision=0.6, tier_medium_precision=0.7)
