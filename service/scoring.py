@@ -51,6 +51,37 @@ class ConfidenceTiers:
         return np.where(margin >= self.high_margin, 0, np.where(margin >= self.medium_margin, 1, 2))
 
 
+@dataclass(frozen=True)
+class ConfidenceBands:
+    """Tiers measured at training time (the manifest's ``tiers``): probability band
+    edges and the tier of each band, chosen so a tier says how often the predicted
+    label was right on rows the model did not train on."""
+
+    edges: np.ndarray
+    band_tiers: np.ndarray
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> ConfidenceBands | None:
+        """None when the manifest has no usable tiers (a version trained before them)."""
+        record = manifest.get("tiers")
+        if not isinstance(record, Mapping):
+            return None
+        try:
+            edges = np.asarray(record["edges"], dtype=np.float64)
+            band_tiers = np.asarray([TIERS.index(name) for name in record["tiers"]])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if len(band_tiers) != len(edges) + 1 or np.any(np.diff(edges) < 0):
+            return None
+        return cls(edges, band_tiers)
+
+    def index(self, probability: float, threshold: float) -> int:
+        return int(self.band_tiers[np.searchsorted(self.edges, probability, side="right")])
+
+    def indices(self, probabilities: np.ndarray, threshold: float) -> np.ndarray:
+        return self.band_tiers[np.searchsorted(self.edges, probabilities, side="right")]
+
+
 @dataclass
 class ScoringStats:
     """Counts since start for GET /stats; plain ints updated on the event loop."""
@@ -111,6 +142,16 @@ class Scorer:
         self.tiers = tiers
         self.inference_log = inference_log
         self.stats = stats
+        self._bands: tuple[LoadedModel, ConfidenceTiers | ConfidenceBands] | None = None
+
+    def tiers_of(self, loaded: LoadedModel) -> ConfidenceTiers | ConfidenceBands:
+        """The served model's measured tiers, read from its manifest once per loaded
+        model; the margins of the settings for a model that has none."""
+        cached = self._bands
+        if cached is None or cached[0] is not loaded:
+            cached = (loaded, ConfidenceBands.from_manifest(loaded.manifest) or self.tiers)
+            self._bands = cached
+        return cached[1]
 
     def score_one(
         self, loaded: LoadedModel, row: Mapping[str, Any], request_id: str
@@ -119,7 +160,7 @@ class Scorer:
         probabilities = loaded.model.predict_proba(matrix)
         probability = float(probabilities[0])
         prediction = 1 if probability >= loaded.threshold else 0
-        tier = self.tiers.index(probability, loaded.threshold)
+        tier = self.tiers_of(loaded).index(probability, loaded.threshold)
         version = loaded.version
         self.metrics.record_one(version, prediction, probability, tier)
         stats = self.stats
@@ -159,7 +200,7 @@ class Scorer:
             probabilities = loaded.model.predict_proba(matrix)
         threshold = loaded.threshold
         predictions = (probabilities >= threshold).astype(np.int64)
-        tiers = self.tiers.indices(probabilities, threshold)
+        tiers = self.tiers_of(loaded).indices(probabilities, threshold)
         positives = int(predictions.sum())
         tier_counts = np.bincount(tiers, minlength=3).tolist()
         version = loaded.version

@@ -76,8 +76,8 @@ class ScorerSettings(BaseSettings):
         0.3,
         gt=0,
         le=1,
-        description="A prediction is 'high' confidence when |probability - threshold| >= "
-        "this margin.",
+        description="For a model version without measured tiers in its manifest: 'high' "
+        "confidence when |probability - threshold| >= this margin.",
     )
     confidence_medium_margin: float = Field(
         0.15,

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.commands import print_json, run_handler
+from training.commands import EXIT_NOT_SERVABLE, print_json, run_handler
 from training.logs import configure_logging
 
 log = logging.getLogger("training")
@@ -59,8 +59,9 @@ def _train(args: argparse.Namespace) -> int:
         "first_model_only": True if args.first_model_only else None,
     }
     settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
-    print(summary_json(train(settings)))
-    return 0
+    summary = train(settings)
+    print(summary_json(summary))
+    return EXIT_NOT_SERVABLE if summary.get("servable") is False else 0
 
 
 def _wait_for_storage(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ from training.errors import TrainingError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_NOT_SERVABLE = 3
+"""``train``: the model was trained and published but has no faithful ONNX twin, so
+the scorer cannot serve it and it was not promoted (the summary says why)."""
 EXIT_INTERRUPTED = 130
 
 

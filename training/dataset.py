@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training import baac, contract
+from training import baac, contract, split
 from training.errors import BaacFormatError, TrainingError
 
 logger = logging.getLogger(__name__)
@@ -235,27 +235,16 @@ def _conform(feature: contract.Feature, values: pd.Series) -> pd.Series:
 def split_table(
     table: pd.DataFrame, test_size: float = 0.3, seed: int = 42
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and test tables, stratified on the target and grouped by accident.
+    """Train and test tables: an accident is held out when the hash of its id salted
+    with ``seed`` falls below ``test_size`` (:mod:`training.split`).
 
-    Every row of an accident goes to the same side (rows added later, such as
-    feedback, must not leak an accident across the split); an accident counts as
-    prioritaire when any of its rows is. Within each class, accident ids are sorted
-    and then shuffled with ``seed``, so the split depends only on the data and the
-    seed, never on row order.
+    Every row of an accident goes to the same side, the answer for one accident never
+    depends on the others (adding a year or removing an accident moves nobody else
+    across the split) nor on row order. The class mix is not forced: the summary
+    reports it (``split.stratification``).
     """
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
-    if table.empty:
-        raise TrainingError("cannot split an empty table")
-    labels = table.groupby(contract.ACCIDENT_ID, sort=True)[contract.TARGET].max()
-    rng = np.random.default_rng(seed)
-    test_ids: list[np.ndarray] = []
-    for label in sorted(labels.unique()):
-        ids = labels.index[labels == label].to_numpy()
-        n_test = round(len(ids) * test_size)
-        test_ids.append(ids[rng.permutation(len(ids))[:n_test]])
-    in_test = table[contract.ACCIDENT_ID].isin(np.concatenate(test_ids))
-    return table.loc[~in_test].reset_index(drop=True), table.loc[in_test].reset_index(drop=True)
+    rule = split.make_rule(table, split.SplitMethod.HASH, test_size, seed)
+    return split.apply_rule(table, rule)
 
 
 # --- fingerprint --------------------------------------------------------------------
@@ -405,7 +394,10 @@ def _summary(
             for reason, count in built.dropped.items()
         },
         "orphan_rows": built.orphan_rows,
-        "split": {"seed": seed, "test_size": test_size, "grouped_by": contract.ACCIDENT_ID},
+        "split": {
+            **split.make_rule(table, split.SplitMethod.HASH, test_size, seed).as_manifest(),
+            "stratification": split.stratification(train, test),
+        },
         "fingerprint": data_fingerprint(table),
         "contract_version": contract.CONTRACT_VERSION,
         "contract_fingerprint": contract.contract_fingerprint(),

@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     precision_score,
@@ -22,6 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import contract
 
@@ -36,14 +40,25 @@ ONNX_TOLERANCE = 1e-4
 the held-out rows before the ONNX file is published."""
 
 
+CALIBRATION_BINS = 10
+"""Equal-width probability bins of the expected calibration error (ECE)."""
+
+
 class ModelKind(StrEnum):
     HIST_GRADIENT_BOOSTING = "hist-gradient-boosting"
     RANDOM_FOREST = "random-forest"
+    LOGISTIC_REGRESSION = "logistic-regression"
+    MAJORITY = "majority"
+    """The floor every model must beat: the training share of prioritaire as the
+    probability of every row. skl2onnx has no converter for it, so it is never served."""
 
 
 def build_pipeline(kind: ModelKind, *, seed: int = 42) -> Pipeline:
-    """Imputation is the only preprocessing: the contract already encodes every
-    feature as a number, and tree models need no scaling or one-hot encoding."""
+    """Imputation is the only preprocessing of the tree models: the contract already
+    encodes every feature as a number, and trees need no scaling or one-hot encoding.
+    The linear model needs both."""
+    if kind is ModelKind.LOGISTIC_REGRESSION:
+        return _linear_pipeline(seed)
     imputer = ColumnTransformer(
         [
             (
@@ -69,11 +84,39 @@ def build_pipeline(kind: ModelKind, *, seed: int = 42) -> Pipeline:
             n_iter_no_change=20,
             random_state=seed,
         )
+    elif kind is ModelKind.MAJORITY:
+        classifier = DummyClassifier(strategy="prior")
     else:
         # The reference projects' model; n_jobs=1 because a thread pool started per
         # single-row call costs more than the prediction itself.
         classifier = RandomForestClassifier(random_state=seed, n_jobs=1)
     return Pipeline([("impute", imputer), ("classifier", classifier)])
+
+
+def _linear_pipeline(seed: int) -> Pipeline:
+    encode = ColumnTransformer(
+        [
+            (
+                "numerical",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                list(contract.numerical_columns_indices()),
+            ),
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                        ("one_hot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                list(contract.categorical_columns_indices()),
+            ),
+        ]
+    )
+    classifier = LogisticRegression(max_iter=1000, random_state=seed)
+    return Pipeline([("impute", encode), ("classifier", classifier)])
 
 
 def positive_probability(pipeline: Pipeline, features: np.ndarray) -> np.ndarray:
@@ -92,12 +135,27 @@ def evaluate(labels: np.ndarray, probability: np.ndarray, threshold: float) -> d
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "roc_auc": float(roc_auc_score(labels, probability)) if both_classes else None,
+        "brier": float(brier_score_loss(labels, probability)) if len(labels) else None,
+        "ece": expected_calibration_error(labels, probability),
         "confusion_matrix": {
             "labels": [0, 1],
             "rows_true_columns_predicted": matrix.tolist(),
         },
         "threshold": threshold,
     }
+
+
+def expected_calibration_error(labels: np.ndarray, probability: np.ndarray) -> float | None:
+    """Mean gap between predicted probability and observed prioritaire share over
+    equal-width bins, weighted by rows: how far a probability is from a frequency."""
+    if not len(labels):
+        return None
+    bins = np.minimum((probability * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    gap = 0.0
+    for index in np.unique(bins):
+        members = bins == index
+        gap += members.sum() * abs(float(probability[members].mean() - labels[members].mean()))
+    return gap / len(labels)
 
 
 def to_onnx(pipeline: Pipeline) -> bytes:

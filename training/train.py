@@ -1,5 +1,6 @@
 """The training job: BAAC tables in, an evaluated and versioned model out, promoted
-only when it is at least as good as production on the same held-out rows."""
+only when it can be served and is at least as good as production on rows neither
+model trained on."""
 
 from __future__ import annotations
 
@@ -22,14 +23,15 @@ from urllib.parse import parse_qs, urlparse
 import joblib
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-from training import contract, layout
+from training import contract, decision, layout
 from training.baac import read_raw
-from training.dataset import build_table, data_fingerprint, split_table
+from training.dataset import build_table, data_fingerprint
 from training.errors import RegistryError, TrainingError
-from training.feedback import load_feedback
+from training.feedback import FEEDBACK_ID_PREFIX, load_feedback
 from training.model import (
     ONNX_TOLERANCE,
     ModelKind,
@@ -40,6 +42,7 @@ from training.model import (
     to_onnx,
 )
 from training.registry import Registry, new_version
+from training.split import SplitMethod, SplitRule, apply_rule, folds, make_rule, stratification
 from training.storage import open_storage
 from training.synthetic import DriftKind, synthesize
 
@@ -83,8 +86,43 @@ class TrainingSettings(BaseSettings):
         le=1,
         description="auto promotes when ROC-AUC >= production's minus this, on the same rows.",
     )
-    threshold: float = Field(
-        0.5, gt=0, lt=1, description="Probability from which a case is prioritaire."
+    promotion_min_rows: int = Field(
+        1000,
+        ge=1,
+        description="auto promotes only when champion and challenger can be compared on at "
+        "least this many held-out rows neither trained on (below 1,000 rows the ROC-AUC's "
+        "standard error, about 0.015, dwarfs the tolerance).",
+    )
+    split_method: SplitMethod = Field(
+        SplitMethod.HASH,
+        description="hash: an accident is held out by a salted hash of its id (stable when "
+        "data is added); year: hold out the latest year, train on the earlier ones.",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Probability from which a case is prioritaire; unset: chosen on "
+        "out-of-fold probabilities from missed_prioritaire_cost_ratio.",
+    )
+    missed_prioritaire_cost_ratio: float = Field(
+        3.0,
+        gt=0,
+        description="Cost of a missed prioritaire accident, in over-triaged accidents; "
+        "chooses the threshold.",
+    )
+    validation_folds: int = Field(
+        3,
+        ge=2,
+        le=10,
+        description="Folds of the out-of-fold probabilities that choose the threshold and "
+        "the tiers and fill the drift reference.",
+    )
+    tier_high_precision: float = Field(
+        0.8, gt=0, lt=1, description="'high' tier: the predicted label is right this often."
+    )
+    tier_medium_precision: float = Field(
+        0.65, gt=0, lt=1, description="'medium' tier: right at least this often."
     )
     force: bool = Field(
         False, description="Train even when the data fingerprint equals production's."
@@ -95,7 +133,7 @@ class TrainingSettings(BaseSettings):
         "chart's first-model Job: re-run on every upgrade, it must never replace a "
         "production model trained since on other data).",
     )
-    seed: int = Field(42, description="Seed of the split and of the model.")
+    seed: int = Field(42, description="Seed of the model; names the salt of the split's hash.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Held-out share of accidents.")
     reference_rows: int = Field(
         50_000, gt=0, description="Rows of the drift reference sample stored with the model."
@@ -103,32 +141,61 @@ class TrainingSettings(BaseSettings):
     use_feedback: bool = Field(True, description="Add the scorer's feedback labels.")
     storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
 
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> TrainingSettings:
+        if self.tier_medium_precision > self.tier_high_precision:
+            raise ValueError(
+                f"tier_medium_precision ({self.tier_medium_precision}) must not exceed "
+                f"tier_high_precision ({self.tier_high_precision})"
+            )
+        return self
+
 
 def decide_promotion(
     mode: PromoteMode,
+    *,
+    unservable: str | None,
+    production_version: str | None,
+    production_split_known: bool,
+    shared_rows: int,
+    min_rows: int,
     new_auc: float | None,
     production_auc: float | None,
-    production_version: str | None,
     tolerance: float,
 ) -> tuple[bool, str]:
+    """``force`` overrides the comparison but not servability: the scorer cannot load a
+    model without a faithful ONNX twin, so promoting one would leave production empty."""
     if mode is PromoteMode.NEVER:
         return False, "promotion disabled (--promote never)"
+    if unservable is not None:
+        return False, f"not servable, never promoted: {unservable}"
     if mode is PromoteMode.FORCE:
         return True, "promotion forced (--promote force)"
     if production_version is None:
         return True, "no production model yet"
+    if not production_split_known:
+        return False, (
+            f"production {production_version} records no split, so which rows it trained "
+            "on is unknown and no honest comparison is possible; promote by hand if wanted"
+        )
+    if shared_rows < min_rows:
+        return False, (
+            f"only {shared_rows} held-out rows neither model trained on, fewer than "
+            f"promotion_min_rows={min_rows}; not promoted automatically"
+        )
     if production_auc is None:
         return True, f"production model {production_version} could not be evaluated"
     if new_auc is None:
-        return False, "new model has no ROC-AUC on the held-out rows (one class only)"
+        return False, "new model has no ROC-AUC on the shared rows (one class only)"
+    where = f"on {shared_rows} rows neither trained on"
     if new_auc >= production_auc - tolerance:
         return True, (
             f"ROC-AUC {new_auc:.4f} >= production {production_version}'s "
-            f"{production_auc:.4f} - tolerance {tolerance}"
+            f"{production_auc:.4f} - tolerance {tolerance} {where}"
         )
     return False, (
         f"ROC-AUC {new_auc:.4f} < production {production_version}'s "
-        f"{production_auc:.4f} - tolerance {tolerance}"
+        f"{production_auc:.4f} - tolerance {tolerance} {where}"
     )
 
 
@@ -142,13 +209,19 @@ def raw_folder(raw_uri: str, attempts: int) -> Iterator[tuple[Path, str]]:
         unknown = set(options) - {"accidents", "seed", "year", "drift"}
         if unknown:
             raise TrainingError(f"{raw_uri}: unknown synthetic option(s) {sorted(unknown)}")
+        drift = options.get("drift")
+        if drift is not None and drift not in set(DriftKind):
+            raise TrainingError(
+                f"{raw_uri}: synthetic option drift={drift!r} is not one of "
+                f"{sorted(k.value for k in DriftKind)}"
+            )
         with tempfile.TemporaryDirectory(prefix="baac-synthetic-") as folder:
             synthesize(
                 Path(folder),
-                accidents=int(options.get("accidents", 56_000)),
-                seed=int(options.get("seed", 42)),
-                year=int(options.get("year", 2021)),
-                drift=DriftKind(options["drift"]) if "drift" in options else None,
+                accidents=_int_option(raw_uri, options, "accidents", 56_000),
+                seed=_int_option(raw_uri, options, "seed", 42),
+                year=_int_option(raw_uri, options, "year", 2021),
+                drift=DriftKind(drift) if drift is not None else None,
             )
             yield Path(folder), f"synthetic ({raw_uri})"
     elif parsed.scheme == "s3":
@@ -167,6 +240,18 @@ def raw_folder(raw_uri: str, attempts: int) -> Iterator[tuple[Path, str]]:
         if not path.is_dir():
             raise TrainingError(f"{raw_uri}: not a folder")
         yield path, str(path.resolve())
+
+
+def _int_option(raw_uri: str, options: dict[str, str], name: str, default: int) -> int:
+    value = options.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise TrainingError(
+            f"{raw_uri}: synthetic option {name}={value!r} is not an integer"
+        ) from None
 
 
 def code_version() -> str:
@@ -238,18 +323,24 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     with raw_folder(settings.raw_uri, settings.storage_attempts) as (folder, source):
         years = read_raw(folder)
         table = build_table(years)
-    feedback_rows = 0
+    rule = make_rule(table, settings.split_method, settings.test_size, settings.seed)
+    train_rows, test_rows = apply_rule(table, rule)
+    x_test = contract.encode_frame(test_rows)
+    feedback, feedback_leaks = pd.DataFrame(), 0
     if settings.use_feedback:
-        feedback = load_feedback(storage)
-        feedback_rows = len(feedback.table)
+        feedback, feedback_leaks = drop_held_out_feedback(
+            load_feedback(storage).table, test_rows, x_test
+        )
+    feedback_rows = len(feedback)
     fingerprint = data_fingerprint(
-        pd.concat([table, feedback.table], ignore_index=True) if feedback_rows else table
+        pd.concat([table, feedback], ignore_index=True) if feedback_rows else table
     )
     summary: dict[str, Any] = {
         "model_name": settings.model_name,
         "data_fingerprint": fingerprint,
         "production_version": production_version,
         "feedback_rows": feedback_rows,
+        "feedback_rows_dropped_held_out": feedback_leaks,
     }
     if (
         production_manifest is not None
@@ -265,60 +356,113 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
         return summary
 
     log.info("step 2/5: splitting", extra={"accidents": len(table)})
-    train_rows, test_rows = split_table(table, test_size=settings.test_size, seed=settings.seed)
     if feedback_rows:
         # Feedback only ever joins the training side: the held-out rows stay BAAC
         # accidents, so the new and the production model are judged on the same kind
         # of data as every earlier version.
-        train_rows = pd.concat([train_rows, feedback.table], ignore_index=True)
+        train_rows = pd.concat([train_rows, feedback], ignore_index=True)
     x_train = contract.encode_frame(train_rows)
     y_train = train_rows[contract.TARGET].to_numpy(dtype=int)
-    x_test = contract.encode_frame(test_rows)
     y_test = test_rows[contract.TARGET].to_numpy(dtype=int)
 
     log.info("step 3/5: fitting", extra={"model_kind": settings.model_kind.value})
     fit_started = time.perf_counter()
+    validation_probability = out_of_fold_probability(
+        settings.model_kind,
+        x_train,
+        y_train,
+        train_rows[contract.ACCIDENT_ID],
+        salt=rule.salt,
+        fold_count=settings.validation_folds,
+        seed=settings.seed,
+    )
+    if settings.threshold is None:
+        threshold_choice = decision.choose_threshold(
+            y_train, validation_probability, settings.missed_prioritaire_cost_ratio
+        )
+    else:
+        threshold_choice = decision.fixed_threshold(
+            y_train, validation_probability, settings.threshold
+        )
+    threshold = float(threshold_choice["threshold"])
+    tiers = decision.confidence_bands(
+        y_train,
+        validation_probability,
+        threshold,
+        settings.tier_high_precision,
+        settings.tier_medium_precision,
+    )
     pipeline = build_pipeline(settings.model_kind, seed=settings.seed)
     pipeline.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - fit_started
 
     log.info("step 4/5: evaluating on held-out rows", extra={"rows": len(y_test)})
     test_probability = positive_probability(pipeline, x_test)
-    metrics = evaluate(y_test, test_probability, settings.threshold)
+    metrics = evaluate(y_test, test_probability, threshold)
+    tiers["test"] = decision.tier_precision(
+        y_test, test_probability, threshold, tiers["edges"], tiers["tiers"]
+    )
     files: dict[str, bytes] = {}
     joblib_buffer = io.BytesIO()
     joblib.dump(pipeline, joblib_buffer, compress=3)
     files[layout.MODEL_JOBLIB] = joblib_buffer.getvalue()
-    onnx_check = _compile(pipeline, x_test, test_probability)
+    onnx_check = _compile(pipeline, x_test, test_probability, threshold)
     if onnx_check["published"]:
         files[layout.MODEL_ONNX] = onnx_check.pop("bytes")
-    production_metrics = _evaluate_production(registry, production_version, x_test, y_test)
-    production_auc = production_metrics.get("roc_auc") if production_metrics else None
+    comparison = _compare_with_production(
+        registry,
+        production_version,
+        production_manifest,
+        test_rows,
+        x_test,
+        test_probability,
+        threshold,
+        settings.promotion_min_rows,
+    )
     promote, reason = decide_promotion(
         settings.promote,
-        metrics["roc_auc"],
-        production_auc,
-        production_version,
-        settings.promotion_tolerance,
+        unservable=None if onnx_check["published"] else onnx_check["reason"],
+        production_version=production_version,
+        production_split_known=comparison["production_split_known"],
+        shared_rows=comparison["rows"],
+        min_rows=settings.promotion_min_rows,
+        new_auc=(comparison["new_metrics_same_rows"] or {}).get("roc_auc"),
+        production_auc=(comparison["production_metrics_same_rows"] or {}).get("roc_auc"),
+        tolerance=settings.promotion_tolerance,
     )
 
     log.info("step 5/5: publishing", extra={"registry": storage.uri})
+    # Out-of-fold probabilities: those of live rows come from a model that never saw
+    # them, and in-sample ones (a RandomForest's are close to 0 and 1) would make
+    # undrifted traffic look drifted.
     reference = reference_sample(
-        train_rows,
-        positive_probability(pipeline, x_train),
-        settings.threshold,
-        settings.reference_rows,
-        settings.seed,
+        train_rows, validation_probability, threshold, settings.reference_rows, settings.seed
     )
     files[layout.REFERENCE] = _parquet_bytes(reference)
     now = datetime.now(UTC)
     version = new_version(now, fingerprint)
+    split_record = {
+        **rule.as_manifest(),
+        "rows": {
+            "train": len(train_rows),
+            "test": len(test_rows),
+            "validation": len(y_train),
+            "feedback": feedback_rows,
+            "feedback_dropped_held_out": feedback_leaks,
+        },
+        "validation": f"{settings.validation_folds} folds of the training rows by "
+        f"sha256('{rule.salt}:folds:' + {contract.ACCIDENT_ID})",
+        "stratification": stratification(train_rows, test_rows),
+    }
     manifest = {
         "created_at": now.isoformat(),
         "code_version": code_version(),
         "libraries": library_versions(),
         "model_kind": settings.model_kind.value,
-        "threshold": settings.threshold,
+        "threshold": threshold,
+        "threshold_choice": threshold_choice,
+        "tiers": tiers,
+        "split": split_record,
         "contract": contract.contract_dict(),
         "contract_fingerprint": contract.contract_fingerprint(),
         "data": {
@@ -332,59 +476,179 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
             },
         },
         "metrics": metrics,
-        "production_comparison": {
-            "production_version": production_version,
-            "production_metrics_same_rows": production_metrics,
-        },
+        "production_comparison": comparison,
         "onnx": onnx_check,
         "training": {"fit_seconds": round(fit_seconds, 3), "seed": settings.seed},
         "promotion": {"mode": settings.promote.value, "promoted": promote, "reason": reason},
         "reference_rows": len(reference),
+        "reference_probabilities": "out-of-fold",
     }
     registry.publish(version, files, manifest)
     if promote:
         registry.promote(version, reason=reason)
+    production_metrics = comparison["production_metrics_same_rows"]
     summary.update(
         status="trained",
         version=version,
         promoted=promote,
         reason=reason,
-        metrics={k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+        servable=bool(onnx_check["published"]),
+        metrics={
+            k: metrics[k]
+            for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece")
+        },
+        threshold={
+            k: threshold_choice[k]
+            for k in ("threshold", "method", "recall", "precision", "validation_rows")
+        },
+        gate_rows=comparison["rows"],
         production_metrics=(
             {k: production_metrics[k] for k in ("accuracy", "f1", "roc_auc")}
             if production_metrics
             else None
         ),
+        new_metrics_same_rows=(
+            {k: comparison["new_metrics_same_rows"][k] for k in ("accuracy", "f1", "roc_auc")}
+            if comparison["new_metrics_same_rows"]
+            else None
+        ),
         rows={"train": len(train_rows), "test": len(test_rows)},
+        split={
+            "method": rule.method.value,
+            "held_out_years": list(rule.held_out_years),
+            "stratification": split_record["stratification"],
+        },
         onnx=onnx_check["published"],
         seconds=round(time.perf_counter() - started, 2),
     )
     return summary
 
 
-def _compile(pipeline: Any, x_test: np.ndarray, test_probability: np.ndarray) -> dict[str, Any]:
-    """The ONNX twin is published only when it gives the pipeline's probabilities on
-    the held-out rows; otherwise the scorer falls back on the joblib pipeline."""
+def drop_held_out_feedback(
+    feedback: pd.DataFrame, test_rows: pd.DataFrame, x_test: np.ndarray
+) -> tuple[pd.DataFrame, int]:
+    """Feedback rows that are held-out rows coming back (by request id, or by the same
+    encoded features) would let the model train on the rows that judge it."""
+    if feedback.empty:
+        return feedback, 0
+    request_ids = feedback[contract.ACCIDENT_ID].astype(str).str.removeprefix(FEEDBACK_ID_PREFIX)
+    held_out_ids = set(test_rows[contract.ACCIDENT_ID].astype(str))
+    held_out_rows = set(_row_keys(x_test))
+    same_features = np.fromiter(
+        (key in held_out_rows for key in _row_keys(contract.encode_frame(feedback))),
+        dtype=bool,
+        count=len(feedback),
+    )
+    leaking = request_ids.isin(held_out_ids).to_numpy() | same_features
+    dropped = int(leaking.sum())
+    if dropped:
+        log.warning("feedback rows matching held-out rows were left out", extra={"rows": dropped})
+    return feedback.loc[~leaking].reset_index(drop=True), dropped
+
+
+def _row_keys(matrix: np.ndarray) -> list[bytes]:
+    # One NaN bit pattern, so two missing values compare equal.
+    canonical = np.where(np.isnan(matrix), np.float32(np.nan), matrix).astype(np.float32)
+    return [row.tobytes() for row in canonical]
+
+
+def out_of_fold_probability(
+    kind: ModelKind,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    accident_ids: pd.Series,
+    *,
+    salt: str,
+    fold_count: int,
+    seed: int,
+) -> np.ndarray:
+    """Each training row's probability from a model fitted on the other folds."""
+    fold = folds(accident_ids, salt, fold_count)
+    probability = cross_val_predict(
+        build_pipeline(kind, seed=seed),
+        x_train,
+        y_train,
+        cv=PredefinedSplit(fold),
+        method="predict_proba",
+    )
+    return np.asarray(probability[:, 1], dtype=np.float64)
+
+
+def _compile(
+    pipeline: Any, x_test: np.ndarray, test_probability: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """The ONNX twin is published only when it gives the pipeline's probabilities and
+    labels on the held-out rows; without it the model is not servable (the scorer
+    image has no scikit-learn)."""
     try:
         onnx_bytes = to_onnx(pipeline)
-        difference = float(np.max(np.abs(onnx_probability(onnx_bytes, x_test) - test_probability)))
+        onnx_probability_test = onnx_probability(onnx_bytes, x_test)
     except Exception as error:  # skl2onnx raises many unrelated types on unsupported models
         log.warning("ONNX conversion failed", extra={"error": str(error)})
-        return {"published": False, "reason": f"conversion failed: {error}"}
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        return {"published": False, "reason": f"ONNX conversion failed: {first_line}"}
+    parity = onnx_parity(test_probability, onnx_probability_test, threshold)
+    if parity["reason"] is not None:
+        return {"published": False, **parity}
+    return {"published": True, **parity, "bytes": onnx_bytes}
+
+
+def onnx_parity(
+    pipeline_probability: np.ndarray, onnx_probability_: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    difference = float(np.max(np.abs(onnx_probability_ - pipeline_probability), initial=0.0))
+    flipped = int(((onnx_probability_ >= threshold) != (pipeline_probability >= threshold)).sum())
+    reason = None
     if difference > ONNX_TOLERANCE:
-        return {
-            "published": False,
-            "max_probability_difference": difference,
-            "reason": f"probabilities differ by {difference:.2e} > {ONNX_TOLERANCE}",
-        }
-    return {"published": True, "max_probability_difference": difference, "bytes": onnx_bytes}
+        reason = f"ONNX probabilities differ by {difference:.2e} > {ONNX_TOLERANCE}"
+    elif flipped:
+        reason = f"ONNX labels differ on {flipped} held-out rows at threshold {threshold}"
+    return {
+        "max_probability_difference": difference,
+        "labels_differing_at_threshold": flipped,
+        "reason": reason,
+    }
+
+
+def _compare_with_production(
+    registry: Registry,
+    production_version: str | None,
+    production_manifest: dict[str, Any] | None,
+    test_rows: pd.DataFrame,
+    x_test: np.ndarray,
+    test_probability: np.ndarray,
+    threshold: float,
+    min_rows: int,
+) -> dict[str, Any]:
+    """Both models on the held-out rows that production's recorded split also kept
+    out of its training: the only rows on which neither has an advantage."""
+    comparison: dict[str, Any] = {
+        "production_version": production_version,
+        "production_split_known": False,
+        "rows": 0,
+        "new_metrics_same_rows": None,
+        "production_metrics_same_rows": None,
+    }
+    if production_version is None or production_manifest is None:
+        return comparison
+    rule = SplitRule.from_manifest(production_manifest.get("split"))
+    if rule is None:
+        return comparison
+    shared = rule.held_out(test_rows)
+    comparison.update(production_split_known=True, rows=int(shared.sum()))
+    if comparison["rows"] < min_rows:
+        return comparison
+    y_shared = test_rows[contract.TARGET].to_numpy(dtype=int)[shared]
+    comparison["new_metrics_same_rows"] = evaluate(y_shared, test_probability[shared], threshold)
+    comparison["production_metrics_same_rows"] = _evaluate_production(
+        registry, production_version, x_test[shared], y_shared
+    )
+    return comparison
 
 
 def _evaluate_production(
-    registry: Registry, production_version: str | None, x_test: np.ndarray, y_test: np.ndarray
+    registry: Registry, production_version: str, x_test: np.ndarray, y_test: np.ndarray
 ) -> dict[str, Any] | None:
-    if production_version is None:
-        return None
     try:
         production = registry.load(production_version)
     except RegistryError as error:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.schemas import AccidentFeatures, feature_row
-from service.scoring import ConfidenceTiers, encode_batch, encode_one
+from service.scoring import ConfidenceBands, ConfidenceTiers, encode_batch, encode_one
 from training import contract
 
 
@@ -73,3 +73,29 @@ def test_tiers_measure_the_distance_to_the_threshold(
     assert names[tiers.index(probability, threshold)] == tier
     vector = tiers.indices(np.array([probability]), threshold)
     assert names[int(vector[0])] == tier
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        {"edges": [0.3, 0.2], "tiers": ["high", "medium", "low"]},
+        {"edges": [0.3], "tiers": ["high"]},
+        {"edges": [0.3], "tiers": ["high", "unheard-of"]},
+        {"tiers": ["high"]},
+    ],
+)
+def test_unusable_manifest_tiers_fall_back_to_the_margins(record: Any) -> None:
+    assert ConfidenceBands.from_manifest({"tiers": record}) is None
+
+
+def test_bands_put_an_edge_value_in_the_band_above() -> None:
+    bands = ConfidenceBands.from_manifest(
+        {"tiers": {"edges": [0.2, 0.5], "tiers": ["high", "low", "medium"]}}
+    )
+    assert bands is not None
+    names = ("high", "medium", "low")
+    probabilities = np.array([0.0, 0.2, 0.49, 0.5, 1.0])
+    expected = ["high", "low", "low", "medium", "medium"]
+    assert [names[bands.index(float(p), 0.5)] for p in probabilities] == expected
+    assert [names[int(i)] for i in bands.indices(probabilities, 0.5)] == expected

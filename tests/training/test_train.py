@@ -7,18 +7,26 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
+from service.tables import feedback_parquet
 from tests.support import free_port
 from training import contract, layout
+from training.baac import read_raw
 from training.cli import main
+from training.commands import EXIT_NOT_SERVABLE
+from training.dataset import build_table, split_table
 from training.errors import StorageError
+from training.model import ModelKind
 from training.registry import Registry
+from training.split import SplitMethod, SplitRule
 from training.storage import FileStorage, open_storage
 from training.synthetic import synthesize
 from training.train import (
     PromoteMode,
     TrainingSettings,
     decide_promotion,
+    onnx_parity,
     raw_folder,
     reference_sample,
     train,
@@ -112,7 +120,9 @@ def test_first_model_only_trains_the_first_and_never_replaces_production(tmp_pat
 
 
 def test_label_guard_skips_identical_data_unless_forced(tmp_path):
-    settings = TrainingSettings(raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500)
+    settings = TrainingSettings(
+        raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, promotion_min_rows=100
+    )
     first = train(settings)
     second = train(settings)
     assert second["status"] == "skipped" and second["promoted"] is False
@@ -141,6 +151,7 @@ def test_gate_keeps_production_when_the_new_model_is_worse(tmp_path):
             registry_uri=str(tmp_path),
             reference_rows=500,
             promotion_tolerance=0.0,
+            promotion_min_rows=30,
         )
     )
     assert weak["status"] == "trained" and weak["promoted"] is False
@@ -152,18 +163,32 @@ def test_gate_keeps_production_when_the_new_model_is_worse(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("mode", "new", "production", "version", "expected"),
+    ("mode", "unservable", "version", "split_known", "rows", "new", "production", "expected"),
     [
-        (PromoteMode.AUTO, 0.80, None, None, True),
-        (PromoteMode.AUTO, 0.80, 0.802, "v1", True),
-        (PromoteMode.AUTO, 0.80, 0.81, "v1", False),
-        (PromoteMode.AUTO, 0.80, None, "v1", True),
-        (PromoteMode.NEVER, 0.99, 0.5, "v1", False),
-        (PromoteMode.FORCE, 0.5, 0.99, "v1", True),
+        (PromoteMode.AUTO, None, None, False, 0, 0.80, None, True),
+        (PromoteMode.AUTO, None, "v1", True, 5000, 0.80, 0.802, True),
+        (PromoteMode.AUTO, None, "v1", True, 5000, 0.80, 0.81, False),
+        (PromoteMode.AUTO, None, "v1", True, 5000, 0.80, None, True),
+        (PromoteMode.AUTO, None, "v1", True, 999, 0.99, 0.5, False),
+        (PromoteMode.AUTO, None, "v1", False, 5000, 0.99, 0.5, False),
+        (PromoteMode.AUTO, "no ONNX", None, False, 0, 0.99, None, False),
+        (PromoteMode.NEVER, None, "v1", True, 5000, 0.99, 0.5, False),
+        (PromoteMode.FORCE, None, "v1", False, 0, 0.5, 0.99, True),
+        (PromoteMode.FORCE, "no ONNX", "v1", True, 5000, 0.99, 0.5, False),
     ],
 )
-def test_decide_promotion(mode, new, production, version, expected):
-    promoted, reason = decide_promotion(mode, new, production, version, 0.005)
+def test_decide_promotion(mode, unservable, version, split_known, rows, new, production, expected):
+    promoted, reason = decide_promotion(
+        mode,
+        unservable=unservable,
+        production_version=version,
+        production_split_known=split_known,
+        shared_rows=rows,
+        min_rows=1000,
+        new_auc=new,
+        production_auc=production,
+        tolerance=0.005,
+    )
     assert promoted is expected
     assert reason
 
@@ -178,7 +203,11 @@ def test_crash_between_upload_and_alias_leaves_production_untouched(tmp_path, mo
     with pytest.raises(OSError, match="killed"):
         train(
             TrainingSettings(
-                raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, force=True
+                raw_uri=SMALL,
+                registry_uri=str(tmp_path),
+                reference_rows=500,
+                force=True,
+                promotion_min_rows=100,
             )
         )
     monkeypatch.undo()
@@ -254,7 +283,9 @@ def test_storage_error_is_a_training_error():
 
 
 def test_models_cli_lists_shows_and_rolls_back(tmp_path, capsys):
-    settings = TrainingSettings(raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500)
+    settings = TrainingSettings(
+        raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, promotion_min_rows=100
+    )
     first = train(settings)
     second = train(settings.model_copy(update={"force": True}))
     assert main(["models", "--registry", str(tmp_path), "list"]) == 0
@@ -286,3 +317,254 @@ def test_cli_prints_the_summary_last_as_json(tmp_path):
     assert summary["status"] == "trained"
     logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any("step 3/5" in entry["message"] for entry in logs)
+
+
+# --- honest evaluation (issue 12) ---------------------------------------------------
+
+
+def _held_out_rows(raw_uri: str, seed: int = 42) -> pd.DataFrame:
+    """The held-out rows of a training run, rebuilt the way the job builds them."""
+    with raw_folder(raw_uri, attempts=1) as (folder, _):
+        table = build_table(read_raw(folder))
+    return split_table(table, test_size=0.3, seed=seed)[1]
+
+
+def test_manifest_records_split_threshold_rationale_and_tiers(trained_registry):
+    root, summary = trained_registry
+    manifest = Registry(FileStorage(root), "accident-severity").manifest(summary["version"])
+    rule = SplitRule.from_manifest(manifest["split"])
+    assert rule is not None and rule.method is SplitMethod.HASH and rule.test_size == 0.3
+    assert manifest["split"]["rows"]["test"] == manifest["metrics"]["rows"]
+    assert "within_chance" in manifest["split"]["stratification"]
+    choice = manifest["threshold_choice"]
+    assert choice["threshold"] == manifest["threshold"] == manifest["metrics"]["threshold"]
+    assert choice["missed_prioritaire_cost_ratio"] == 3.0
+    assert choice["validation_rows"] == manifest["split"]["rows"]["train"]
+    # A missed prioritaire costs three over-triages: the threshold sits well below 0.5
+    # and recall is favoured.
+    assert choice["threshold"] < 0.5 and choice["recall"] > choice["precision"]
+    tiers = manifest["tiers"]
+    assert tiers["edges"] == sorted(tiers["edges"])
+    assert len(tiers["tiers"]) == len(tiers["edges"]) + 1
+    validation, test = tiers["validation"], tiers["test"]
+    assert sum(t["rows"] for t in validation.values()) == choice["validation_rows"]
+    assert sum(t["rows"] for t in test.values()) == manifest["split"]["rows"]["test"]
+    assert validation["high"]["precision"] >= 0.78
+    assert validation["high"]["precision"] > validation["low"]["precision"]
+    assert test["high"]["precision"] > test["low"]["precision"], "tiers mean something"
+    assert manifest["reference_probabilities"] == "out-of-fold"
+
+
+def test_the_served_threshold_is_the_chosen_one(trained_registry):
+    root, summary = trained_registry
+    registry = Registry(FileStorage(root), "accident-severity")
+    model = registry.load(summary["version"])
+    assert model.threshold == summary["threshold"]["threshold"] != 0.5
+
+
+def test_a_random_forest_champion_is_not_judged_on_its_own_training_rows(tmp_path):
+    champion = train(
+        TrainingSettings(
+            raw_uri=SMALL,
+            registry_uri=str(tmp_path),
+            model_kind=ModelKind.RANDOM_FOREST,
+            reference_rows=500,
+        )
+    )
+    # Another seed: another salt, so most of the challenger's held-out rows were the
+    # champion's training rows; only those the champion also held out are compared.
+    challenger = train(
+        TrainingSettings(
+            raw_uri=SMALL,
+            registry_uri=str(tmp_path),
+            reference_rows=500,
+            seed=7,
+            force=True,
+            promotion_min_rows=100,
+        )
+    )
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    rule = SplitRule.from_manifest(registry.manifest(champion["version"])["split"])
+    held_out = _held_out_rows(SMALL, seed=7)
+    shared = rule.held_out(held_out)
+    assert challenger["gate_rows"] == int(shared.sum())
+    assert 0 < challenger["gate_rows"] < len(held_out) / 2
+    comparison = registry.manifest(challenger["version"])["production_comparison"]
+    assert comparison["rows"] == challenger["gate_rows"]
+    assert comparison["production_metrics_same_rows"]["rows"] == challenger["gate_rows"]
+    # On its own training rows a RandomForest scores about 1.0 and every challenger
+    # loses; on rows it never saw it scores like any model.
+    assert challenger["production_metrics"]["roc_auc"] < 0.9
+    assert f"on {challenger['gate_rows']} rows neither trained on" in challenger["reason"]
+
+
+def test_gate_below_the_minimum_of_shared_rows_refuses(tmp_path):
+    settings = TrainingSettings(raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500)
+    first = train(settings)
+    second = train(settings.model_copy(update={"force": True}))
+    assert second["status"] == "trained" and second["promoted"] is False
+    assert second["gate_rows"] < settings.promotion_min_rows
+    assert "fewer than promotion_min_rows=1000" in second["reason"]
+    assert Registry(FileStorage(tmp_path), "accident-severity").alias_version() == first["version"]
+
+
+def test_a_champion_without_a_recorded_split_is_not_replaced_automatically(tmp_path):
+    settings = TrainingSettings(
+        raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, promotion_min_rows=100
+    )
+    first = train(settings)
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    # A version trained before splits were recorded: same files, no "split".
+    manifest = registry.manifest(first["version"])
+    files = {name: registry.read_file(first["version"], name) for name in manifest["files"]}
+    old = {k: v for k, v in manifest.items() if k not in {"split", "files", "name", "version"}}
+    registry.publish("20000101t000000.000000-old", files, old)
+    registry.promote("20000101t000000.000000-old", reason="test: an old champion")
+    second = train(settings.model_copy(update={"force": True}))
+    assert second["promoted"] is False and second["gate_rows"] == 0
+    assert "records no split" in second["reason"]
+    assert registry.alias_version() == "20000101t000000.000000-old"
+
+
+def test_an_unservable_model_is_never_promoted_and_the_cli_says_so(tmp_path, capsys):
+    """The majority baseline has no ONNX converter: a real model the scorer cannot load."""
+    code = main(
+        [
+            "train",
+            "--raw",
+            SMALL,
+            "--registry",
+            str(tmp_path),
+            "--model-kind",
+            "majority",
+            "--promote",
+            "force",
+        ]
+    )
+    assert code == EXIT_NOT_SERVABLE == 3
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["servable"] is False and summary["promoted"] is False
+    assert summary["reason"].startswith("not servable, never promoted: ONNX conversion failed")
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    assert registry.alias_version() is None
+    assert layout.MODEL_ONNX not in registry.manifest(summary["version"])["files"]
+
+
+def test_onnx_parity_requires_the_same_labels_at_the_threshold():
+    pipeline = np.array([0.10, 0.30000, 0.90])
+    within_tolerance = np.array([0.10, 0.29999, 0.90])
+    parity = onnx_parity(pipeline, within_tolerance, 0.3)
+    assert parity["max_probability_difference"] < 1e-4
+    assert parity["labels_differing_at_threshold"] == 1
+    assert "labels differ on 1 held-out rows" in parity["reason"]
+    assert onnx_parity(pipeline, pipeline, 0.3)["reason"] is None
+
+
+def _feature_values(row: pd.Series) -> dict[str, object]:
+    """A table row as the scorer stores features: None for missing, ints for codes."""
+    values: dict[str, object] = {}
+    for feature in contract.FEATURES:
+        value = row[feature.name]
+        if pd.isna(value):
+            values[feature.name] = None
+        elif feature.is_string_coded:
+            values[feature.name] = str(value)
+        elif feature.kind is contract.Kind.NUMERICAL and not feature.integer:
+            values[feature.name] = float(value)
+        else:
+            values[feature.name] = int(value)
+    return values
+
+
+def test_held_out_rows_coming_back_as_feedback_never_join_training(tmp_path):
+    settings = TrainingSettings(
+        raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, use_feedback=True
+    )
+    first = train(settings)
+    storage = FileStorage(tmp_path)
+    held_out = _held_out_rows(SMALL)
+    now = datetime.now(UTC).timestamp()
+    returned = held_out.head(60)
+    for index, (_, row) in enumerate(returned.iterrows()):
+        # As a simulator replaying held-out rows with their true label would send them.
+        body = feedback_parquet(
+            f"req-{index}", now, int(row[contract.TARGET]), _feature_values(row)
+        )
+        storage.write_bytes(
+            layout.partitioned_key(layout.FEEDBACK_PREFIX, datetime.now(UTC), f"pod{index}"),
+            body,
+        )
+    # A client that used the accident number as its request id, features changed.
+    by_id = _feature_values(held_out.iloc[70]) | {"hour": 3}
+    storage.write_bytes(
+        layout.partitioned_key(layout.FEEDBACK_PREFIX, datetime.now(UTC), "pod-id"),
+        feedback_parquet(str(held_out.iloc[70][contract.ACCIDENT_ID]), now, 1, by_id),
+    )
+    second = train(settings.model_copy(update={"force": True}))
+    assert second["metrics"] == first["metrics"], "held-out metrics did not move"
+    assert second["feedback_rows_dropped_held_out"] == 61
+    assert second["feedback_rows"] == 0
+
+
+def test_the_reference_holds_out_of_fold_probabilities(tmp_path):
+    """A RandomForest's in-sample probabilities sit near 0 and 1; live rows' do not.
+    The reference must look like live traffic, or undrifted traffic raises drift."""
+    from scipy.stats import ks_2samp
+
+    summary = train(
+        TrainingSettings(
+            raw_uri=SMALL,
+            registry_uri=str(tmp_path),
+            model_kind=ModelKind.RANDOM_FOREST,
+            reference_rows=5000,
+        )
+    )
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    reference = pd.read_parquet(
+        io.BytesIO(registry.read_file(summary["version"], layout.REFERENCE))
+    )
+    live = registry.load(summary["version"]).predict_proba(
+        contract.encode_frame(_held_out_rows(SMALL))
+    )
+    assert ks_2samp(reference[layout.PROBABILITY], live).statistic < 0.1
+
+
+@pytest.mark.parametrize(
+    ("uri", "named"),
+    [
+        ("synthetic://?accidents=abc", "accidents='abc' is not an integer"),
+        ("synthetic://?seed=1.5", "seed='1.5' is not an integer"),
+        ("synthetic://?drift=sideways", "drift='sideways' is not one of"),
+    ],
+)
+def test_a_bad_synthetic_option_is_named_with_its_value(uri, named, tmp_path, capsys):
+    assert main(["train", "--raw", uri, "--registry", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: {uri}: synthetic option ") and named in error
+
+
+def test_year_split_trains_on_the_past_and_is_recorded(baac_samples, tmp_path):
+    summary = train(
+        TrainingSettings(
+            raw_uri=str(baac_samples),
+            registry_uri=str(tmp_path),
+            split_method=SplitMethod.YEAR,
+            reference_rows=500,
+        )
+    )
+    assert summary["split"]["held_out_years"] == [2024]
+    manifest = Registry(FileStorage(tmp_path), "accident-severity").manifest(summary["version"])
+    assert manifest["split"]["method"] == "year"
+    # The samples hold 266 accidents of 2024 and 1,054 before it.
+    assert manifest["split"]["rows"] == {
+        "train": 1054,
+        "test": 266,
+        "validation": 1054,
+        "feedback": 0,
+        "feedback_dropped_held_out": 0,
+    }
+
+
+def test_tier_levels_must_be_ordered():
+    with pytest.raises(ValidationError, match="tier_medium_precision"):
+        TrainingSettings(tier_high_precision=0.6, tier_medium_precision=0.7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from service.metrics import TIERS
+from service.scoring import ConfidenceTiers
+from tests.factories import publish_model
 from training import contract, layout
 from training.registry import Registry
 
@@ -258,3 +262,26 @@ def test_feedback_with_features_only_uses_the_request_id(
 )
 def test_invalid_feedback_gets_422(client: TestClient, body: dict[str, Any]) -> None:
     assert client.post("/feedback", json=body).status_code == 422
+
+
+def test_confidence_comes_from_the_bands_measured_at_training(
+    registry: Registry, make_client: Callable[..., TestClient]
+) -> None:
+    # This small model is sure of itself (probabilities within 1e-4 of 0 or 1): edges
+    # close to 0 and 1 tell the bands from the settings' margins (all "high" there).
+    edges = [1e-5, 2e-5, 0.5, 0.999995, 0.999999]
+    tiers = ["high", "medium", "low", "low", "medium", "high"]
+    manifest_tiers = {"tiers": {"edges": edges, "tiers": tiers}}
+    publish_model(registry, "v3", seed=3, manifest_extra=manifest_tiers)
+    client = make_client()
+    rows = [ROW | {"catu": catu, "vma": vma} for catu in (1, 2, 3) for vma in (30, 50, 80, 90, 130)]
+    body = client.post("/predict/batch", json={"rows": rows}).json()
+    single = client.post("/predict", json=rows[0]).json()
+    margins = ConfidenceTiers(high_margin=0.3, medium_margin=0.15)
+    differing = 0
+    for answer in [*body["predictions"], single]:
+        assert answer["model_version"] == "v3"
+        band = bisect.bisect_right(edges, answer["probability"])
+        assert answer["confidence"] == tiers[band], answer
+        differing += answer["confidence"] != TIERS[margins.index(answer["probability"], 0.5)]
+    assert differing, "the rows must tell the bands from the margins"
