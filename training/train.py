@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training import contract, layout
 from training.baac import read_raw
-from training.dataset import build_table, data_fingerprint, split_table
+from training.dataset import assemble, data_fingerprint, split_table
 from training.errors import RegistryError, TrainingError
 from training.feedback import load_feedback
 from training.model import (
@@ -236,8 +236,8 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
 
     log.info("step 1/5: reading BAAC tables", extra={"raw_uri": settings.raw_uri})
     with raw_folder(settings.raw_uri, settings.storage_attempts) as (folder, source):
-        years = read_raw(folder)
-        table = build_table(years)
+        built = assemble(read_raw(folder))
+    table = built.table
     feedback_rows = 0
     if settings.use_feedback:
         feedback = load_feedback(storage)
@@ -250,6 +250,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
         "data_fingerprint": fingerprint,
         "production_version": production_version,
         "feedback_rows": feedback_rows,
+        "data_quality": built.quality(),
     }
     if (
         production_manifest is not None
@@ -330,6 +331,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
                 "train_prioritaire_share": float(y_train.mean()),
                 "test_prioritaire_share": float(y_test.mean()),
             },
+            "quality": built.quality(),
         },
         "metrics": metrics,
         "production_comparison": {
