@@ -229,6 +229,16 @@ def test_duplicate_rows_count_once_and_are_counted(tmp_path: Path, tiny_year) ->
     assert built.quality()["duplicate_rows_removed"] == {"usagers": 1, "vehicules": 1}
 
 
+def test_no_feature_depends_on_who_was_hurt(tmp_path: Path, tiny_year) -> None:
+    tiny_year(2021).write(tmp_path / "passenger")
+    # The same accident 1, but the driver hospitalised and the passenger unharmed.
+    swapped = tiny_year(2021).set("usagers", 0, "grav", "3").set("usagers", 1, "grav", "1")
+    swapped.write(tmp_path / "driver")
+    first = dataset.build_table(_raw(tmp_path / "passenger"))
+    second = dataset.build_table(_raw(tmp_path / "driver"))
+    pd.testing.assert_frame_equal(first, second)
+
+
 def test_any_killed_or_hospitalised_person_makes_it_prioritaire(tmp_path: Path, tiny_year) -> None:
     tiny = tiny_year(2021)
     tiny.set("usagers", 0, "grav", "2").set("usagers", 1, "grav", "4")  # the driver killed
