@@ -290,7 +290,7 @@ class ErrorBody(BaseModel):
 
 
 class FieldProblem(BaseModel):
-    field: str = Field(description="Dotted path of the offending field, e.g. body.catu.")
+    field: str = Field(description="Dotted path of the offending field, e.g. body.agg_.")
     reason: str
     type: str
 
@@ -300,8 +300,8 @@ class ValidationErrorBody(BaseModel):
         {
             "detail": [
                 {
-                    "field": "body.catu",
-                    "reason": "Input should be 1, 2 or 3",
+                    "field": "body.agg_",
+                    "reason": "Input should be 1 or 2",
                     "type": "literal_error",
                 }
             ],

@@ -41,9 +41,9 @@ def publish_model(
 ) -> dict[str, Any]:
     """Fits a small gradient-boosting pipeline on a learnable rule and publishes it."""
     features = random_features(rows, seed)
-    catu = features[:, contract.FEATURE_NAMES.index("catu")]
+    unhelmeted = features[:, contract.FEATURE_NAMES.index("any_unhelmeted")]
     vma = features[:, contract.FEATURE_NAMES.index("vma")]
-    labels = ((catu == 3) | (vma > 80)).astype(int)
+    labels = ((unhelmeted == 1) | (vma > 80)).astype(int)
     pipeline = build_pipeline(ModelKind.HIST_GRADIENT_BOOSTING, seed=seed)
     pipeline.fit(features, labels)
     buffer = io.BytesIO()

@@ -29,7 +29,7 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -491,14 +491,10 @@ def convert_table(frame: pd.DataFrame) -> pd.DataFrame:
 def read_year(files: dict[str, Path], year: int) -> RawYear:
     """Read and convert the four tables of ``year``.
 
-    ``lieux`` is cut to one row per accident, the first in file order. From 2023 an
+    ``lieux`` is cut to one row per accident by :func:`main_lieux`. From 2023 an
     accident has one row per road involved (1.27 on average) and no field says
-    which is the main one. In the 2023-2024 samples the rows of an accident always
-    share ``catr``, ``vma`` differs in about one in ten of them, and the road named
-    by the address is the first row in a third of cases and another row in a fifth,
-    so no content-based rule is clearly better. The first row is deterministic,
-    keeps the one-row-per-accident layout of earlier years, and what a pre-2023
-    reader would have seen.
+    which is the main one; file order is no answer either, since a reordered copy
+    of the same file must build the same dataset.
     """
     missing = [t for t in TABLES if t not in files]
     if missing:
@@ -528,14 +524,14 @@ def read_year(files: dict[str, Path], year: int) -> RawYear:
         _check_keys(files[table], tables[table])
 
     lieux = tables["lieux"]
-    kept = lieux.drop_duplicates(contract.ACCIDENT_ID, keep="first")
+    kept = main_lieux(lieux)
     if len(kept) < len(lieux):
         logger.info(
-            "%s: kept the first lieux row of each accident (%d extra rows dropped)",
+            "%s: kept the main lieux row of each accident (%d extra rows dropped)",
             files["lieux"],
             len(lieux) - len(kept),
         )
-    tables["lieux"] = kept.reset_index(drop=True)
+    tables["lieux"] = kept
 
     known = set(carac[contract.ACCIDENT_ID])
     for table in TABLES[1:]:
@@ -555,6 +551,36 @@ def read_year(files: dict[str, Path], year: int) -> RawYear:
         vehicules=tables["vehicules"],
         files=dict(files),
     )
+
+
+def in_content_order(
+    frame: pd.DataFrame, first: Sequence[str] = (), descending: Sequence[str] = ()
+) -> pd.DataFrame:
+    """``frame`` sorted on the columns ``first``, then on every other column, missing
+    values last: an order that depends only on the rows' content, so that keeping
+    the first row of a group never depends on the order of the file."""
+    columns = [*first, *(c for c in frame.columns if c not in first)]
+    ordered = frame.sort_values(
+        columns,
+        ascending=[c not in descending for c in columns],
+        na_position="last",
+        kind="stable",
+    )
+    return ordered.reset_index(drop=True)
+
+
+def main_lieux(lieux: pd.DataFrame) -> pd.DataFrame:
+    """One ``lieux`` row per accident: the road of the highest category (lowest
+    ``catr`` code: motorway, then national road...), then the highest speed limit,
+    then the rest of the row's content.
+
+    In the 2023-2024 samples the rows of an accident always share ``catr`` and
+    ``vma`` differs in about one in ten of them: the fastest road is the one where
+    the energy, hence the severity, is likely to come from.
+    """
+    ordered = in_content_order(lieux, first=("catr", "vma"), descending=("vma",))
+    kept = ordered.drop_duplicates(contract.ACCIDENT_ID, keep="first")
+    return kept.sort_values(contract.ACCIDENT_ID, kind="stable").reset_index(drop=True)
 
 
 def _check_keys(path: Path, frame: pd.DataFrame) -> None:

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
+"""2: the worst-hurt person's attributes (chosen by the outcome) replaced by what a
+caller can say about everyone involved; see docs/feature-contract.md."""
 
 TARGET = "prioritaire"
-"""Binary target column: 1 when the most severely hurt person of the accident was
-killed (grav 2) or hospitalised (grav 3), else 0."""
+"""Binary target column: 1 when a person of the accident was killed (grav 2) or
+hospitalised (grav 3), 0 when every person's grav is known and none was."""
 
 TARGET_LABELS: Mapping[int, str] = {0: "non-prioritaire", 1: "prioritaire"}
 
@@ -151,112 +153,97 @@ CATV_CODES: Mapping[int, str] = {
     99: "Autre véhicule",
 }
 
+# Groups of vehicle categories a caller can name ("a bike", "a motorbike", "a lorry"),
+# counted per accident by the dataset build.
+CYCLE_CATV: tuple[int, ...] = (1, 50, 60, 80)
+"""Bicycles, e-bikes (VAE) and personal transporters with or without a motor (EDP)."""
+MOTORCYCLE_CATV: tuple[int, ...] = (2, 30, 31, 32, 33, 34, 41, 42, 43)
+"""Mopeds, scooters, motorcycles and motorised three-wheelers (3RM)."""
+HEAVY_CATV: tuple[int, ...] = (13, 14, 15, 16, 17, 37, 38, 39, 40)
+"""Lorries over 3.5 t, road tractors, buses, coaches, trains and trams."""
+PUBLIC_TRANSPORT_CATV: tuple[int, ...] = (37, 38, 39, 40)
+"""Buses, coaches, trains and trams: their passengers wear no seat belt."""
+
 FEATURES: tuple[Feature, ...] = (
-    # --- the most severely hurt person (usagers) and their vehicle (vehicules) ---
+    # --- who and what is involved: what a caller can tell, never chosen by grav ---
     Feature(
-        "place",
-        Kind.CATEGORICAL,
-        "usagers.place",
-        "Place occupée dans le véhicule par l'usager (10: piéton).",
-        codes={
-            1: "Conducteur",
-            2: "Passager avant droit",
-            3: "Passager arrière droit",
-            4: "Passager arrière gauche",
-            5: "Passager arrière milieu",
-            6: "Passager avant milieu",
-            7: "Passager côté gauche (bus, car)",
-            8: "Passager côté droit (bus, car)",
-            9: "Passager milieu (bus, car)",
-            10: "Piéton",
-        },
-        example=1,
-    ),
-    Feature(
-        "catu",
-        Kind.CATEGORICAL,
-        "usagers.catu",
-        "Catégorie d'usager.",
-        codes={1: "Conducteur", 2: "Passager", 3: "Piéton"},
-        required=True,
-        example=1,
-    ),
-    Feature(
-        "sexe",
-        Kind.CATEGORICAL,
-        "usagers.sexe",
-        "Sexe de l'usager.",
-        codes={1: "Masculin", 2: "Féminin"},
-        example=1,
-    ),
-    Feature(
-        "secu1",
-        Kind.CATEGORICAL,
-        "usagers.secu1",
-        "Premier équipement de sécurité utilisé par l'usager.",
-        codes={
-            0: "Aucun équipement",
-            1: "Ceinture",
-            2: "Casque",
-            3: "Dispositif enfants",
-            4: "Gilet réfléchissant",
-            5: "Airbag (2RM/3RM)",
-            6: "Gants (2RM/3RM)",
-            7: "Gants + Airbag (2RM/3RM)",
-            8: "Non déterminable",
-            9: "Autre",
-        },
-        example=1,
-    ),
-    Feature(
-        "victim_age",
+        "nb_pedestrians",
         Kind.NUMERICAL,
-        "derived: usagers.an_nais and caracteristiques.an",
-        "Âge de l'usager le plus gravement atteint l'année de l'accident, en années.",
+        "derived: usagers rows with catu 3",
+        "Nombre de piétons impliqués.",
+        minimum=0,
+        maximum=500,
+        required=True,
+        example=0,
+    ),
+    Feature(
+        "nb_cycles",
+        Kind.NUMERICAL,
+        f"derived: vehicules rows with catv in {list(CYCLE_CATV)}",
+        "Nombre de cycles impliqués: bicyclettes, VAE, EDP avec ou sans moteur (trottinettes).",
+        minimum=0,
+        maximum=500,
+        required=True,
+        example=0,
+    ),
+    Feature(
+        "nb_motorcycles",
+        Kind.NUMERICAL,
+        f"derived: vehicules rows with catv in {list(MOTORCYCLE_CATV)}",
+        "Nombre de deux- et trois-roues motorisés impliqués: cyclomoteurs, scooters, "
+        "motocyclettes, 3RM.",
+        minimum=0,
+        maximum=500,
+        required=True,
+        example=0,
+    ),
+    Feature(
+        "nb_heavy_vehicles",
+        Kind.NUMERICAL,
+        f"derived: vehicules rows with catv in {list(HEAVY_CATV)}",
+        "Nombre de véhicules lourds impliqués: poids lourds, tracteurs routiers, "
+        "autobus, autocars, trains, tramways.",
+        minimum=0,
+        maximum=500,
+        required=True,
+        example=0,
+    ),
+    Feature(
+        "oldest_age",
+        Kind.NUMERICAL,
+        "derived: caracteristiques.an - min(usagers.an_nais)",
+        "Âge de la personne impliquée la plus âgée, en années.",
         minimum=0,
         maximum=110,
-        example=34,
+        example=52,
     ),
     Feature(
-        "catv",
-        Kind.CATEGORICAL,
-        "vehicules.catv (véhicule de l'usager; pour un piéton, le véhicule qui l'a heurté)",
-        "Catégorie du véhicule.",
-        codes=CATV_CODES,
-        required=True,
-        example=7,
+        "youngest_age",
+        Kind.NUMERICAL,
+        "derived: caracteristiques.an - max(usagers.an_nais)",
+        "Âge de la personne impliquée la plus jeune, en années.",
+        minimum=0,
+        maximum=110,
+        example=27,
     ),
     Feature(
-        "obsm",
+        "any_unrestrained",
         Kind.CATEGORICAL,
-        "vehicules.obsm",
-        "Obstacle mobile heurté par le véhicule.",
-        codes={
-            0: "Aucun",
-            1: "Piéton",
-            2: "Véhicule",
-            4: "Véhicule sur rail",
-            5: "Animal domestique",
-            6: "Animal sauvage",
-            9: "Autre",
-        },
-        example=2,
+        "derived: usagers.secu1 0 for a driver or passenger of a vehicle that is neither "
+        "a two-wheeler, a cycle nor public transport",
+        "Un occupant d'un véhicule (ni deux-roues, ni cycle, ni transport en commun) "
+        "sans aucun équipement de sécurité (ni ceinture, ni dispositif enfant).",
+        codes={0: "Non", 1: "Oui"},
+        example=0,
     ),
     Feature(
-        "motor",
+        "any_unhelmeted",
         Kind.CATEGORICAL,
-        "vehicules.motor",
-        "Type de motorisation du véhicule.",
-        codes={
-            0: "Inconnue",
-            1: "Hydrocarbures",
-            2: "Hybride électrique",
-            3: "Electrique",
-            4: "Hydrogène",
-            5: "Humaine",
-            6: "Autre",
-        },
-        example=1,
+        "derived: usagers.secu1-3 without 2 (casque) for a rider or passenger of a cycle "
+        "or a motorised two- or three-wheeler",
+        "Un usager d'un deux-roues (cycle ou motorisé) sans casque.",
+        codes={0: "Non", 1: "Oui"},
+        example=0,
     ),
     # --- the place (lieux) ---
     Feature(

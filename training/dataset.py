@@ -1,9 +1,16 @@
 """Build the modelling table from BAAC years, split it, and write a dataset build.
 
-One row per accident, described by its most severely hurt person (killed, then
-hospitalised, then slightly injured, then unharmed), that person's vehicle, the place
-and the circumstances. The target says whether that person was killed or
-hospitalised: the accidents a triage should send resources to first.
+One row per accident, described by what a caller reporting it can say: the place,
+the circumstances, and who and what is involved (how many people, pedestrians,
+cycles, motorcycles and heavy vehicles, the oldest and the youngest person, anyone
+without a seat belt or a helmet). Nothing is chosen by the outcome. The target says
+whether anyone was killed or hospitalised: the accidents a triage should send
+resources to first.
+
+The build is deterministic and loud: the same rows in any file order give the same
+table, and what it repaired or left out (exact duplicate rows, persons whose vehicle
+is unknown, missing or invalid ``grav``, dropped accidents) is counted in
+:meth:`TableBuild.quality`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.groupby import SeriesGroupBy
 
 from training import baac, contract, split
 from training.errors import BaacFormatError, TrainingError
@@ -39,29 +47,53 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     contract.TARGET,
 )
 
-# Rank of each grav code from most to least severe: killed (2), hospitalised (3),
-# slightly injured (4), unharmed (1). Missing grav ranks after all of them.
-_SEVERITY_RANK: dict[int, int] = {2: 0, 3: 1, 4: 2, 1: 3}
-_MISSING_RANK = len(_SEVERITY_RANK)
+_VALID_GRAV = (1, 2, 3, 4)
 _PRIORITY_GRAV = (2, 3)
 _PEDESTRIAN_CATU = 3
-_PEDESTRIAN_PLACE = 10
+_OCCUPANT_CATU = (1, 2)
+_NO_EQUIPMENT = 0
+_HELMET = 2
+_UNDETERMINABLE = 8
+_SAFETY_COLUMNS = ("secu1", "secu2", "secu3")
+_TWO_WHEELER_CATV = (*contract.CYCLE_CATV, *contract.MOTORCYCLE_CATV)
+_LIEUX_FEATURES = ("catr", "circ", "surf", "situ", "vma")
+_AGE = contract.FEATURES_BY_NAME["oldest_age"]
 
 DROP_REASONS: dict[str, str] = {
     "no_usagers": "no usagers row names the accident, so it has no target",
-    "all_grav_missing": "every person of the accident has grav missing (-1), so no target",
+    "grav_unknown": "nobody is known to be killed or hospitalised and someone's grav is "
+    "missing or invalid, so the target could be 1: no label rather than a wrong 0",
 }
 
 
 @dataclass(frozen=True)
 class TableBuild:
-    """The modelling table and what was left out of it."""
+    """The modelling table and what the build repaired or left out."""
 
     table: pd.DataFrame
     dropped: dict[str, int] = field(default_factory=dict)
     """Accidents dropped, by reason (keys of :data:`DROP_REASONS`)."""
     orphan_rows: dict[str, int] = field(default_factory=dict)
     """Rows of lieux/usagers/vehicules whose accident is not in caracteristiques."""
+    duplicate_rows: dict[str, int] = field(default_factory=dict)
+    """Exact duplicate usagers and vehicules rows, removed before counting anything."""
+    usagers_without_vehicle: int = 0
+    """Persons whose vehicle matches no vehicules row (by id_vehicule or num_veh)."""
+    grav: dict[str, int] = field(default_factory=dict)
+    """Persons whose ``grav`` is missing (-1 or empty) or not a BAAC code."""
+
+    def quality(self) -> dict[str, Any]:
+        """The counts, for the build summary and the model manifest."""
+        return {
+            "duplicate_rows_removed": dict(self.duplicate_rows),
+            "usagers_without_vehicle": self.usagers_without_vehicle,
+            "grav": dict(self.grav),
+            "dropped_accidents": {
+                reason: {"count": count, "why": DROP_REASONS[reason]}
+                for reason, count in self.dropped.items()
+            },
+            "orphan_rows": dict(self.orphan_rows),
+        }
 
 
 def build_table(years: list[baac.RawYear]) -> pd.DataFrame:
@@ -70,51 +102,87 @@ def build_table(years: list[baac.RawYear]) -> pd.DataFrame:
 
 
 def assemble(years: Sequence[baac.RawYear]) -> TableBuild:
-    """:func:`build_table` with the counts of what was dropped, for the summary."""
+    """:func:`build_table` with the counts of what was repaired or dropped.
+
+    Rows come out sorted by accident id, and every choice among rows (which lieux
+    row, which vehicle a person is in) depends on their content only.
+    """
     if not years:
         raise TrainingError("no BAAC year to build a table from")
+    key = contract.ACCIDENT_ID
     carac = _concat([y.caracteristiques.assign(**{YEAR: y.year}) for y in years])
     _check_unique_accidents(carac, years)
-    usagers = _concat([y.usagers for y in years])
-    vehicules = _concat([y.vehicules for y in years])
-    lieux = _concat([y.lieux for y in years]).drop_duplicates(contract.ACCIDENT_ID)
+    usagers, duplicate_usagers = _without_duplicates(_concat([y.usagers for y in years]))
+    vehicules, duplicate_vehicules = _without_duplicates(_concat([y.vehicules for y in years]))
+    lieux = baac.main_lieux(_concat([y.lieux for y in years]))
 
-    key = contract.ACCIDENT_ID
     known = carac[key]
     orphan_rows = {
         name: int((~frame[key].isin(known)).sum())
         for name, frame in (("lieux", lieux), ("usagers", usagers), ("vehicules", vehicules))
     }
+    catv, matched = _vehicle_category(usagers, vehicules)
+    grav = _number(usagers["grav"])
+    grav_counts = {
+        "missing": int(grav.isna().sum()),
+        "invalid": int((grav.notna() & ~grav.isin(_VALID_GRAV)).sum()),
+    }
 
     # Keys are unique on the right of every merge by construction (checked
-    # caracteristiques ids, drop_duplicates elsewhere): no costly validate= needed.
-    worst = _worst_person(usagers)
-    table = carac.merge(worst, on=key, how="left")
-    table = table.merge(_vehicle_of(worst, vehicules), on=key, how="left")
-    table = table.merge(lieux[[key, "catr", "circ", "surf", "situ", "vma"]], on=key, how="left")
-    table["nb_victim"] = table[key].map(usagers.groupby(key).size())
-    table["nb_vehicules"] = table[key].map(vehicules.groupby(key).size())
+    # caracteristiques ids, one row per accident elsewhere): no costly validate=.
+    table = carac.merge(lieux[[key, *_LIEUX_FEATURES]], on=key, how="left")
+    table = table.merge(_people(usagers, catv, _accident_years(carac)), on=key, how="left")
+    table = table.merge(_vehicle_counts(vehicules), on=key, how="left")
 
     no_usagers = table["nb_victim"].isna()
-    all_missing = ~no_usagers & (table["_rank"] == _MISSING_RANK)
-    dropped = {"no_usagers": int(no_usagers.sum()), "all_grav_missing": int(all_missing.sum())}
-    table = table.loc[~(no_usagers | all_missing)].reset_index(drop=True)
-    if any(dropped.values()):
-        logger.info("dropped accidents: %s", dropped)
+    unknown = ~no_usagers & table[contract.TARGET].isna()
+    dropped = {"no_usagers": int(no_usagers.sum()), "grav_unknown": int(unknown.sum())}
+    table = table.loc[~(no_usagers | unknown)].sort_values(key).reset_index(drop=True)
 
-    result = _features(table)
-    return TableBuild(table=result, dropped=dropped, orphan_rows=orphan_rows)
+    build = TableBuild(
+        table=_features(table),
+        dropped=dropped,
+        orphan_rows=orphan_rows,
+        duplicate_rows={"usagers": duplicate_usagers, "vehicules": duplicate_vehicules},
+        usagers_without_vehicle=int((~matched).sum()),
+        grav=grav_counts,
+    )
+    counts: dict[str, dict[str, int]] = {
+        "dropped_accidents": dropped,
+        "duplicate_rows_removed": build.duplicate_rows,
+        "usagers_without_vehicle": {"usagers": build.usagers_without_vehicle},
+        "grav": grav_counts,
+        "orphan_rows": orphan_rows,
+    }
+    if any(any(by_kind.values()) for by_kind in counts.values()):
+        logger.warning("data build repaired or left out rows: %s", counts)
+    return build
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
 
 
+def _number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def _without_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``frame`` without exact duplicate rows, and how many were removed.
+
+    A duplicated row would count a person or a vehicle twice. Identical rows are
+    one row written twice: even before id_usager (2023), two people of the same
+    vehicle share no seat, birth year, sex and equipment all at once.
+    """
+    unique = frame.drop_duplicates().reset_index(drop=True)
+    return unique, len(frame) - len(unique)
+
+
 def _check_unique_accidents(carac: pd.DataFrame, years: Sequence[baac.RawYear]) -> None:
     duplicated = carac[contract.ACCIDENT_ID].duplicated(keep=False)
     if not duplicated.any():
         return
-    first = carac.loc[duplicated, contract.ACCIDENT_ID].iloc[0]
+    first = carac.loc[duplicated, contract.ACCIDENT_ID].sort_values().iloc[0]
     in_years = carac.loc[carac[contract.ACCIDENT_ID] == first, YEAR].tolist()
     files = {y.year: y.files.get("caracteristiques", Path()) for y in years}
     raise BaacFormatError(
@@ -123,66 +191,131 @@ def _check_unique_accidents(carac: pd.DataFrame, years: Sequence[baac.RawYear]) 
     )
 
 
-def _worst_person(usagers: pd.DataFrame) -> pd.DataFrame:
-    """The most severely hurt person of each accident, the first in file order
-    among equals, with the rank of their grav."""
-    rank = usagers["grav"].map(_SEVERITY_RANK).fillna(_MISSING_RANK).astype("int64")
-    columns = [contract.ACCIDENT_ID, "grav", "place", "catu", "sexe", "secu1", "an_nais"]
-    persons = usagers[columns].assign(
-        id_vehicule=usagers.get("id_vehicule"),
-        num_veh=usagers["num_veh"],
-        _rank=rank,
-    )
-    # A stable sort on the rank alone keeps file order among equals, and
-    # drop_duplicates then keeps the first row of each accident: no string sort needed.
-    ordered = persons.sort_values("_rank", kind="stable")
-    return ordered.drop_duplicates(contract.ACCIDENT_ID, keep="first")
+def _accident_years(carac: pd.DataFrame) -> pd.Series:
+    """The year of each accident (``an``, else the file's year), by accident id."""
+    an = _number(carac["an"]).fillna(carac[YEAR].astype("float64"))
+    return pd.Series(an.to_numpy(), index=carac[contract.ACCIDENT_ID].to_numpy())
 
 
-def _vehicle_of(worst: pd.DataFrame, vehicules: pd.DataFrame) -> pd.DataFrame:
-    """catv/obsm/motor of the vehicle of each worst-hurt person.
+def _vehicle_category(
+    usagers: pd.DataFrame, vehicules: pd.DataFrame
+) -> tuple[pd.Series, pd.Series]:
+    """catv of each person's vehicle (NaN when unknown) and whether it was found.
 
     Matched on ``id_vehicule`` (unique in the whole year), else on ``num_veh``
     within the accident (``A01``, ``B01``), for rows whose id is missing or unknown.
     For a pedestrian, BAAC records the vehicle that hit them.
     """
     key = contract.ACCIDENT_ID
-    wanted = ["catv", "obsm", "motor"]
-    persons = worst[[key, "id_vehicule", "num_veh"]].reset_index(drop=True)
-    result = persons[[key]].copy()
-    for column in wanted:
-        result[column] = pd.Series(pd.NA, index=result.index, dtype="Int64")
-    matched = pd.Series(False, index=result.index)
+    catv = pd.Series(np.nan, index=usagers.index, dtype="float64")
+    matched = pd.Series(False, index=usagers.index)
     for join in ("id_vehicule", "num_veh"):
-        if join not in vehicules:
+        if join not in vehicules or join not in usagers:
             continue
-        candidates = vehicules.dropna(subset=[join]).drop_duplicates([key, join])
-        found = persons[[key, join]].merge(
-            candidates[[key, join, *wanted]], on=[key, join], how="left", indicator=True
+        # Should two rows share a key, the choice depends on their content only.
+        candidates = baac.in_content_order(vehicules.dropna(subset=[join]), first=(key, join))
+        candidates = candidates.drop_duplicates([key, join])
+        found = usagers[[key, join]].merge(
+            candidates[[key, join, "catv"]], on=[key, join], how="left", indicator=True
         )
-        use = (found["_merge"] == "both") & ~matched
-        for column in wanted:
-            result.loc[use, column] = found.loc[use, column]
+        use = (found["_merge"] == "both").to_numpy() & ~matched.to_numpy()
+        catv[use] = _number(found["catv"]).to_numpy()[use]
         matched |= use
-    return result
+    return catv, matched
+
+
+def _people(usagers: pd.DataFrame, catv: pd.Series, years: pd.Series) -> pd.DataFrame:
+    """Per accident: counts, ages and safety flags of everyone involved, and the
+    target. Aggregates over every person, so no person is singled out."""
+    key = contract.ACCIDENT_ID
+    catu = _number(usagers["catu"])
+    age = years.reindex(usagers[key].to_numpy()).to_numpy() - _number(usagers["an_nais"])
+    # An impossible age is that person's unknown age, not the oldest's.
+    age = age.where(age.between(_AGE.minimum or 0, _AGE.maximum or np.inf))
+    safety = {
+        column: _number(usagers[column]) if column in usagers else pd.Series(np.nan, usagers.index)
+        for column in _SAFETY_COLUMNS
+    }
+    secu1 = safety["secu1"]
+    determined = secu1.notna() & (secu1 != _UNDETERMINABLE)
+    occupant = catu.isin(_OCCUPANT_CATU)
+    vehicle_unknown = occupant & catv.isna()
+    two_wheeler = occupant & catv.isin(_TWO_WHEELER_CATV)
+    restrainable = (
+        occupant & catv.notna() & ~catv.isin((*_TWO_WHEELER_CATV, *contract.PUBLIC_TRANSPORT_CATV))
+    )
+    helmet = pd.concat([s == _HELMET for s in safety.values()], axis=1).any(axis=1)
+    unhelmeted = _flag(
+        yes=two_wheeler & ~helmet & determined,
+        unknown=(two_wheeler & ~helmet & ~determined) | vehicle_unknown,
+    )
+    unrestrained = _flag(
+        yes=restrainable & (secu1 == _NO_EQUIPMENT),
+        unknown=(restrainable & ~determined) | vehicle_unknown,
+    )
+    grav = _number(usagers["grav"])
+    severe = _flag(yes=grav.isin(_PRIORITY_GRAV), unknown=~grav.isin(_VALID_GRAV))
+
+    groups = pd.DataFrame(
+        {
+            key: usagers[key].to_numpy(),
+            "pedestrian": (catu == _PEDESTRIAN_CATU).to_numpy(),
+            "age": age.to_numpy(),
+            "any_unhelmeted": unhelmeted.to_numpy(),
+            "any_unrestrained": unrestrained.to_numpy(),
+            contract.TARGET: severe.to_numpy(),
+        }
+    ).groupby(key, sort=False)
+    return pd.DataFrame(
+        {
+            "nb_victim": groups.size().astype("float64"),
+            "nb_pedestrians": groups["pedestrian"].sum().astype("float64"),
+            "oldest_age": groups["age"].max(),
+            "youngest_age": groups["age"].min(),
+            "any_unhelmeted": _any(groups["any_unhelmeted"]),
+            "any_unrestrained": _any(groups["any_unrestrained"]),
+            contract.TARGET: _any(groups[contract.TARGET]),
+        }
+    ).reset_index(names=key)
+
+
+def _flag(yes: pd.Series, unknown: pd.Series) -> pd.Series:
+    """1 for yes, NaN when it cannot be told, else 0."""
+    return pd.Series(np.where(yes, 1.0, np.where(unknown, np.nan, 0.0)), index=yes.index)
+
+
+def _any(flags: SeriesGroupBy) -> pd.Series:
+    """Per group: 1 when any flag is 1, else NaN when any is unknown, else 0."""
+    some = flags.max()  # NaNs skipped: 1 if any 1, 0 if only 0s, NaN if only NaNs
+    unknown = flags.count() < flags.size()
+    return some.where((some == 1) | ~unknown)
+
+
+def _vehicle_counts(vehicules: pd.DataFrame) -> pd.DataFrame:
+    key = contract.ACCIDENT_ID
+    catv = _number(vehicules["catv"])
+    groups = pd.DataFrame(
+        {
+            key: vehicules[key].to_numpy(),
+            "nb_cycles": catv.isin(contract.CYCLE_CATV).to_numpy(),
+            "nb_motorcycles": catv.isin(contract.MOTORCYCLE_CATV).to_numpy(),
+            "nb_heavy_vehicles": catv.isin(contract.HEAVY_CATV).to_numpy(),
+        }
+    ).groupby(key, sort=False)
+    counts = groups.sum().astype("float64")
+    counts["nb_vehicules"] = groups.size().astype("float64")
+    return counts.reset_index(names=key)
 
 
 def _features(table: pd.DataFrame) -> pd.DataFrame:
     """Contract features from the joined columns: codes outside the contract and
     values outside its ranges become missing."""
-    an = pd.to_numeric(table["an"], errors="coerce").fillna(table[YEAR]).astype("float64")
+    an = _number(table["an"]).fillna(table[YEAR].astype("float64"))
     derived: dict[str, pd.Series] = {
-        "victim_age": an - pd.to_numeric(table["an_nais"], errors="coerce").astype("float64"),
         "hour": baac.hour_from_hrmn(table["hrmn"]),
         "weekday": _weekday(an, table["mois"], table["jour"]),
         "agg_": table["agg"],
     }
-    place = pd.to_numeric(table["place"], errors="coerce").astype("float64")
-    # The dictionary codes a pedestrian's place as 10; fill it when the form left it
-    # empty, since catu already says the person was on foot.
-    is_pedestrian = pd.to_numeric(table["catu"], errors="coerce") == _PEDESTRIAN_CATU
-    derived["place"] = place.mask(place.isna() & is_pedestrian, float(_PEDESTRIAN_PLACE))
-
     out: dict[str, pd.Series] = {
         contract.ACCIDENT_ID: table[contract.ACCIDENT_ID].astype("object"),
         YEAR: table[YEAR].astype("int64"),
@@ -192,8 +325,7 @@ def _features(table: pd.DataFrame) -> pd.DataFrame:
         if values is None:
             raise TrainingError(f"no column for contract feature {feature.name!r}")
         out[feature.name] = _conform(feature, values)
-    grav = pd.to_numeric(table["grav"], errors="coerce")
-    out[contract.TARGET] = grav.isin(_PRIORITY_GRAV).astype("int64")
+    out[contract.TARGET] = table[contract.TARGET].astype("int64")
     return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
 
@@ -370,7 +502,8 @@ def _summary(
     seed: int,
     test_size: float,
 ) -> dict[str, Any]:
-    # table_rows counts rows as read, after lieux was cut to one row per accident.
+    # table_rows counts rows as read, after lieux was cut to one row per accident and
+    # before exact duplicates were removed (quality counts those).
     table = built.table
     per_year = {
         str(year): {"accidents": len(group), "share_prioritaire": _class_balance(group)["share_1"]}
@@ -389,11 +522,7 @@ def _summary(
             "test": _class_balance(test),
         },
         "missing_values": {name: int(table[name].isna().sum()) for name in contract.FEATURE_NAMES},
-        "dropped_accidents": {
-            reason: {"count": count, "why": DROP_REASONS[reason]}
-            for reason, count in built.dropped.items()
-        },
-        "orphan_rows": built.orphan_rows,
+        "quality": built.quality(),
         "split": {
             **split.make_rule(table, split.SplitMethod.HASH, test_size, seed).as_manifest(),
             "stratification": split.stratification(train, test),

@@ -29,7 +29,7 @@ from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from training import contract, decision, layout
 from training.baac import read_raw
-from training.dataset import build_table, data_fingerprint
+from training.dataset import assemble, data_fingerprint
 from training.errors import RegistryError, TrainingError
 from training.feedback import FEEDBACK_ID_PREFIX, load_feedback
 from training.model import (
@@ -321,8 +321,8 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
 
     log.info("step 1/5: reading BAAC tables", extra={"raw_uri": settings.raw_uri})
     with raw_folder(settings.raw_uri, settings.storage_attempts) as (folder, source):
-        years = read_raw(folder)
-        table = build_table(years)
+        built = assemble(read_raw(folder))
+    table = built.table
     rule = make_rule(table, settings.split_method, settings.test_size, settings.seed)
     train_rows, test_rows = apply_rule(table, rule)
     x_test = contract.encode_frame(test_rows)
@@ -341,6 +341,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
         "production_version": production_version,
         "feedback_rows": feedback_rows,
         "feedback_rows_dropped_held_out": feedback_leaks,
+        "data_quality": built.quality(),
     }
     if (
         production_manifest is not None
@@ -474,6 +475,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
                 "train_prioritaire_share": float(y_train.mean()),
                 "test_prioritaire_share": float(y_test.mean()),
             },
+            "quality": built.quality(),
         },
         "metrics": metrics,
         "production_comparison": comparison,

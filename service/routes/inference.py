@@ -43,11 +43,12 @@ from training import contract
 _EXAMPLE = contract.example_row()
 _PEDESTRIAN = {
     **_EXAMPLE,
-    "place": 10,
-    "catu": 3,
-    "secu1": None,
-    "victim_age": 78,
-    "obsm": 1,
+    "nb_pedestrians": 1,
+    "nb_victim": 2,
+    "nb_vehicules": 1,
+    "oldest_age": 78,
+    "youngest_age": 45,
+    "any_unrestrained": None,
     "col": 6,
     "lum": 3,
     "vma": 90,

@@ -76,7 +76,7 @@ def send_scorer_traffic(
         for _ in range(requests):
             row = random_row(rng)
             if rng.random() < invalid_share:
-                row["catu"] = 9  # not a BAAC code: 422
+                row["any_unhelmeted"] = 9  # not a code: 422
             response = count(client.post("/predict", json=row))
             if response.status_code == 200 and rng.random() < feedback_share:
                 answer = response.json()

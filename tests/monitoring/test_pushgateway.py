@@ -72,7 +72,7 @@ def test_a_drift_run_pushes_every_documented_gauge(pushgateway: str) -> None:
     assert samples[("triage_drift_last_success_timestamp_seconds", ())] == 1_795_000_123.5
     assert samples[("triage_drift_feature_score", (("feature", "vma"),))] == 0.42
     assert samples[("triage_drift_feature_drifted", (("feature", "vma"),))] == 1
-    assert samples[("triage_drift_feature_drifted", (("feature", "catu"),))] == 0
+    assert samples[("triage_drift_feature_drifted", (("feature", "nb_pedestrians"),))] == 0
     features = {labels for name, labels in samples if name == "triage_drift_feature_score"}
     assert features == {(("feature", name),) for name in contract.FEATURE_NAMES}
     assert samples[("triage_drift_prediction_share", (("source", "reference"),))] == 0.26

@@ -72,7 +72,7 @@ def fake_scorer() -> Iterator[FakeScorer]:
             if scorer.fail_every and count % scorer.fail_every == 0:
                 self._send(503, {"detail": "no model loaded yet"})
                 return
-            high = body["catu"] == 3
+            high = body["nb_pedestrians"] > 0
             self._send(
                 200,
                 {
@@ -111,7 +111,7 @@ def test_rows_from_the_real_loader_are_valid_requests(
         AccidentFeatures.model_validate_json(json.dumps(row))
         assert set(row) == set(contract.FEATURE_NAMES)
     assert set(labels) == {0, 1}
-    assert isinstance(features[0]["dep"], str) and isinstance(features[0]["catu"], int)
+    assert isinstance(features[0]["dep"], str) and isinstance(features[0]["nb_pedestrians"], int)
 
 
 def test_sends_at_the_rate_and_posts_delayed_feedback(
@@ -146,7 +146,7 @@ def test_sends_at_the_rate_and_posts_delayed_feedback(
         assert at - sent_at >= 0.3  # the label arrives after its delay
         assert body["label"] == label_of[json.dumps(features_sent, sort_keys=True)]
     assert result["prioritaire_share"] == pytest.approx(
-        sum(body["catu"] == 3 for _, _, body in scorer.predictions) / 200
+        sum(body["nb_pedestrians"] > 0 for _, _, body in scorer.predictions) / 200
     )
 
 

@@ -19,7 +19,7 @@ def test_training_reads_the_scorers_feedback(
 ) -> None:
     logs = tmp_path / "logs"
     client = make_client(inference_log_uri=str(logs), inference_log_flush_seconds=0.05)
-    scored = client.post("/predict", json={**ROW, "catu": 3, "place": 10}).json()["request_id"]
+    scored = client.post("/predict", json={**ROW, "nb_pedestrians": 1}).json()["request_id"]
     batch = client.post("/predict/batch", json={"rows": [ROW, ROW]}).json()["request_id"]
     client.post("/feedback", json={"request_id": scored, "label": 1})
     client.post("/feedback", json={"request_id": f"{batch}-1", "label": 0})
@@ -32,7 +32,7 @@ def test_training_reads_the_scorers_feedback(
     assert rows.unmatched_labels == 1
     table = rows.table.set_index(contract.ACCIDENT_ID)
     assert len(table) == 3
-    assert table.loc[f"feedback:{scored}", "catu"] == 3
+    assert table.loc[f"feedback:{scored}", "nb_pedestrians"] == 1
     assert table.loc[f"feedback:{scored}", contract.TARGET] == 1
     assert table.loc[f"feedback:{batch}-1", contract.TARGET] == 0
     assert "2B" in set(table["dep"])

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.servers
 CLIENTS = 8
 ROWS = [
     contract.example_row(),
-    {**contract.example_row(), "catu": 3, "place": 10, "vma": 110},
-    {**contract.example_row(), "victim_age": 80, "lum": 3},
+    {**contract.example_row(), "nb_pedestrians": 1, "any_unhelmeted": 1, "vma": 110},
+    {**contract.example_row(), "oldest_age": 80, "lum": 3},
 ]
 
 

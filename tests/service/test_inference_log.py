@@ -142,7 +142,7 @@ def test_files_are_date_partitioned_parquet_with_the_layout_columns(
     storage: FlakyStorage,
 ) -> None:
     when = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
-    nulls = {name: None for name in contract.FEATURE_NAMES} | {"catu": 3, "dep": "2A"}
+    nulls = {name: None for name in contract.FEATURE_NAMES} | {"any_unhelmeted": 1, "dep": "2A"}
 
     async def scenario() -> None:
         log, _ = make_log(storage, clock=lambda: when)
@@ -169,9 +169,11 @@ def test_files_are_date_partitioned_parquet_with_the_layout_columns(
     for name in contract.FEATURE_NAMES:
         assert first[name] == example[name], name
     assert frame["dep"].tolist() == ["33", "2A"]
-    assert frame["catu"].tolist() == [1, 3]
+    assert frame["any_unhelmeted"].tolist() == [0, 1]
     second = frame.iloc[1]
-    assert all(pd.isna(second[n]) for n in contract.FEATURE_NAMES if n not in ("catu", "dep"))
+    assert all(
+        pd.isna(second[n]) for n in contract.FEATURE_NAMES if n not in ("any_unhelmeted", "dep")
+    )
     # What the drift job and training do with it: the contract's encoder reads it back.
     np.testing.assert_array_equal(
         contract.encode_frame(frame), contract.encode_rows([example, nulls])
@@ -185,7 +187,7 @@ def test_every_department_and_code_survives_the_round_trip(storage: FlakyStorage
         for feature in contract.FEATURES:
             if feature.codes and feature.name != "dep":
                 row[feature.name] = list(feature.codes)[i % len(feature.codes)]
-        row["nb_victim"], row["victim_age"], row["lat"] = 500, i % 111, -89.999999 + i
+        row["nb_victim"], row["oldest_age"], row["lat"] = 500, i % 111, -89.999999 + i
         rows.append(row)
 
     async def scenario() -> None:

@@ -71,7 +71,7 @@ def test_labels_are_the_documented_ones(client: TestClient) -> None:
 def test_the_exposition_passes_promtool(client: TestClient) -> None:
     client.post("/predict", json=ROW)
     client.post("/predict/batch", json={"rows": [ROW] * 3})
-    client.post("/predict", json={**ROW, "catu": 0})
+    client.post("/predict", json={**ROW, "agg_": 0})
     client.post("/feedback", json={"request_id": "x", "label": 0})
     exposition = client.get("/metrics").content
     result = subprocess.run(

@@ -71,7 +71,7 @@ def test_sample_quirks_are_repaired(baac_samples: Path) -> None:
     assert years[2021].usagers["id_vehicule"].iloc[0] == "201764"
     # 2023 usagers carry id_usager, earlier years do not.
     assert "id_usager" in years[2023].usagers and "id_usager" not in years[2021].usagers
-    # The first lieux row of a 2023 accident is kept: it is the road of the address.
+    # Of the several lieux rows of a 2023 accident, the main road is kept.
     first = years[2023].lieux.iloc[0]
     assert first[contract.ACCIDENT_ID] == "202300000001" and first["voie"] == "RUE DE RIVOLI"
 
@@ -120,7 +120,22 @@ def test_2023_layout_id_usager_and_several_lieux_rows(tmp_path: Path, tiny_year)
     raw = _read(tmp_path, 2023)
     assert raw.usagers["id_usager"].iloc[0] == "203851180"
     assert len(raw.lieux) == 4
-    assert raw.lieux.loc[0, "voie"] == "D81"  # the first row, not "RUE DE LA GARE"
+    # The departmental road at 80 km/h, not the 30 km/h "RUE DE LA GARE" (catr 4).
+    assert raw.lieux.loc[0, "voie"] == "D81"
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0]])
+def test_main_lieux_row_depends_on_content_not_order(order: list[int]) -> None:
+    rows = pd.DataFrame(
+        {
+            contract.ACCIDENT_ID: ["1", "1", "1"],
+            "catr": pd.array([4, 3, 3], dtype="Int64"),
+            "vma": pd.array([50, 80, pd.NA], dtype="Int64"),
+            "voie": ["RUE", "D81", "D81 BIS"],
+        }
+    )
+    kept = baac.main_lieux(rows.iloc[order])
+    assert kept["voie"].tolist() == ["D81"]  # highest road class, then fastest
 
 
 def test_2024_capitalised_underscore_name(tmp_path: Path, tiny_year) -> None:

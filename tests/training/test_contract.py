@@ -35,12 +35,12 @@ def test_departments_use_corsica_codes_not_20():
 
 
 def test_invalid_values_names_each_problem():
-    row = contract.example_row() | {"catv": 4, "vma": 300, "colour": "red"}
-    del row["catu"]
+    row = contract.example_row() | {"any_unhelmeted": 4, "vma": 300, "colour": "red"}
+    del row["nb_pedestrians"]
     problems = contract.invalid_values(row)
     assert "unknown field 'colour'" in problems
-    assert "'catu' is required" in problems
-    assert "'catv' has invalid value 4" in problems
+    assert "'nb_pedestrians' is required" in problems
+    assert "'any_unhelmeted' has invalid value 4" in problems
     assert "'vma' has invalid value 300" in problems
 
 
@@ -55,7 +55,7 @@ def test_encode_rows_and_encode_frame_agree():
     np.testing.assert_array_equal(by_rows, by_frame)
     dep_column = contract.FEATURE_NAMES.index("dep")
     assert by_rows[1, dep_column] == list(contract.DEPARTMENTS).index("2A")
-    assert math.isnan(by_rows[1, contract.FEATURE_NAMES.index("catv")])
+    assert math.isnan(by_rows[1, contract.FEATURE_NAMES.index("any_unhelmeted")])
 
 
 def test_unknown_department_encodes_as_missing():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,14 @@ import pytest
 
 from training import baac, contract, dataset
 from training.errors import BaacFormatError, TrainingError
+from training.synthetic import synthesize
 
-# Share of accidents whose worst-hurt person was killed or hospitalised, from
-# /work/shared/baac-samples/README.md.
-SAMPLE_SHARES = {2019: 0.476, 2020: 0.383, 2021: 0.429, 2023: 0.371, 2024: 0.350}
-SAMPLE_ACCIDENTS = {2019: 267, 2020: 269, 2021: 254, 2023: 264, 2024: 266}
+# Share of accidents with someone killed or hospitalised, from
+# /work/shared/baac-samples/README.md. In 2021 one person has grav -1 and nobody else
+# of their accident was severely hurt: that accident gets no label (the README counted
+# it as not severe), and 109 of the 253 others are prioritaire.
+SAMPLE_SHARES = {2019: 0.476, 2020: 0.383, 2021: 109 / 253, 2023: 0.371, 2024: 0.350}
+SAMPLE_ACCIDENTS = {2019: 267, 2020: 269, 2021: 253, 2023: 264, 2024: 266}
 
 
 def _raw(folder: Path) -> list[baac.RawYear]:
@@ -32,12 +36,17 @@ def test_every_sample_year_builds(baac_samples: Path, year: int) -> None:
     table = dataset.build_table(_raw(baac_samples / str(year)))
     assert len(table) == SAMPLE_ACCIDENTS[year]
     assert table[contract.ACCIDENT_ID].is_unique
+    assert table[contract.ACCIDENT_ID].is_monotonic_increasing
     assert (table["year"] == year).all()
     assert table[contract.TARGET].mean() == pytest.approx(SAMPLE_SHARES[year], abs=0.001)
     assert table["lat"].dtype == "float64" and table["long"].dtype == "float64"
     assert table["lat"].between(-90, 90).all() and table["long"].between(-180, 180).all()
     assert table["nb_victim"].ge(1).all() and table["nb_vehicules"].ge(1).all()
-    assert table["catv"].notna().all(), "every worst-hurt person found their vehicle"
+    counts = ["nb_pedestrians", "nb_cycles", "nb_motorcycles", "nb_heavy_vehicles"]
+    assert table[counts].notna().all().all(), "every vehicle and person is counted"
+    assert (table["nb_pedestrians"] <= table["nb_victim"]).all()
+    assert (table[counts[1:]].sum(axis=1) <= table["nb_vehicules"]).all()
+    assert (table["oldest_age"].dropna() >= table["youngest_age"].dropna()).all()
     _assert_contract_shape(table)
 
 
@@ -46,6 +55,18 @@ def test_samples_together_keep_corsica_and_overseas(baac_samples: Path) -> None:
     assert len(table) == sum(SAMPLE_ACCIDENTS.values())
     assert {"2A", "2B", "02", "971", "974"} <= set(table["dep"].dropna())
     assert table["dep"].isna().sum() == 0
+
+
+def test_samples_quality_counts(baac_samples: Path) -> None:
+    built = dataset.assemble(_raw(baac_samples))
+    quality = built.quality()
+    # 2019 lists accident 201900000191's front passenger twice, row for row.
+    assert quality["duplicate_rows_removed"] == {"usagers": 1, "vehicules": 0}
+    assert quality["grav"] == {"missing": 1, "invalid": 0}
+    assert quality["dropped_accidents"]["grav_unknown"]["count"] == 1
+    assert quality["usagers_without_vehicle"] == 0
+    twice = built.table.set_index(contract.ACCIDENT_ID).loc["201900000191"]
+    assert twice["nb_victim"] == 4.0, "the duplicated passenger counts once"
 
 
 def _assert_contract_shape(table: pd.DataFrame) -> None:
@@ -77,32 +98,34 @@ def test_tiny_year_features(tmp_path: Path, tiny_year) -> None:
     built = dataset.assemble(_raw(tmp_path))
     table = built.table.set_index(contract.ACCIDENT_ID)
     _assert_contract_shape(built.table)
-    assert built.dropped == {"no_usagers": 0, "all_grav_missing": 1}
+    assert built.dropped == {"no_usagers": 0, "grav_unknown": 1}
     assert list(table.index) == ["202100000001", "202100000002", "202100000003"]
 
     first = table.loc["202100000001"]
-    # The hospitalised passenger, not the unharmed driver listed before them.
-    assert (first["place"], first["catu"], first["sexe"]) == (2.0, 2.0, 2.0)
-    assert first["victim_age"] == 20.0
-    assert (first["catv"], first["obsm"], first["motor"]) == (7.0, 2.0, 1.0)
+    # A car (driver born 1980, passenger born 2001, both belted) and a motorcycle.
+    assert (first["nb_pedestrians"], first["nb_cycles"]) == (0.0, 0.0)
+    assert (first["nb_motorcycles"], first["nb_heavy_vehicles"]) == (1.0, 0.0)
+    assert (first["oldest_age"], first["youngest_age"]) == (41.0, 20.0)
+    assert (first["any_unrestrained"], first["any_unhelmeted"]) == (0.0, 0.0)
     assert (first["catr"], first["circ"], first["vma"]) == (3.0, 2.0, 80.0)
     assert first["dep"] == "2A"
     assert first["lat"] == pytest.approx(41.9267) and first["long"] == pytest.approx(8.7369)
     assert first["weekday"] == dt.date(2021, 11, 30).weekday()
     assert (first["hour"], first["mois"], first["agg_"]) == (8.0, 11.0, 1.0)
     assert (first["nb_victim"], first["nb_vehicules"]) == (2.0, 2.0)
-    assert first[contract.TARGET] == 1
+    assert first[contract.TARGET] == 1, "the hospitalised passenger, listed second"
 
     pedestrian = table.loc["202100000002"]
-    assert (pedestrian["place"], pedestrian["catu"], pedestrian["victim_age"]) == (10.0, 3.0, 81.0)
-    assert pedestrian["catv"] == 10.0, "a pedestrian gets the vehicle that hit them"
+    assert pedestrian["nb_pedestrians"] == 1.0
+    assert (pedestrian["oldest_age"], pedestrian["youngest_age"]) == (81.0, 46.0)
+    assert pedestrian["any_unrestrained"] == 0.0, "a pedestrian wears no seat belt"
     assert math.isnan(pedestrian["vma"])
     assert pedestrian["situ"] == 4.0 and pedestrian["dep"] == "2B"
     assert pedestrian[contract.TARGET] == 1
 
     slight = table.loc["202100000003"]
-    assert math.isnan(slight["sexe"]) and math.isnan(slight["victim_age"])
-    assert math.isnan(slight["motor"]) and math.isnan(slight["atm"])
+    assert math.isnan(slight["oldest_age"]) and math.isnan(slight["youngest_age"])
+    assert math.isnan(slight["atm"])
     assert slight["long"] == pytest.approx(-0.5792) and slight["hour"] == 23.0
     assert slight[contract.TARGET] == 0
 
@@ -110,16 +133,21 @@ def test_tiny_year_features(tmp_path: Path, tiny_year) -> None:
 @pytest.mark.parametrize(
     ("table_name", "row", "column", "value", "feature", "expected"),
     [
-        ("usagers", 1, "an_nais", "1900", "victim_age", math.nan),  # 121 years old
-        ("usagers", 1, "an_nais", "2022", "victim_age", math.nan),  # born after
-        ("usagers", 1, "place", " -1", "place", math.nan),
-        ("usagers", 1, "secu1", "7", "secu1", 7.0),
-        ("usagers", 1, "secu1", "12", "secu1", math.nan),
+        # An impossible age is that person's unknown age: the driver's 41 remains.
+        ("usagers", 1, "an_nais", "1900", "oldest_age", 41.0),  # 121 years old
+        ("usagers", 1, "an_nais", "2022", "youngest_age", 41.0),  # born after
+        ("usagers", 1, "secu1", "0", "any_unrestrained", 1.0),
+        ("usagers", 1, "secu1", "8", "any_unrestrained", math.nan),  # undeterminable
+        ("usagers", 1, "secu1", " -1", "any_unrestrained", math.nan),
+        ("usagers", 1, "catu", "3", "nb_pedestrians", 1.0),
+        ("vehicules", 1, "catv", "80", "nb_cycles", 1.0),
+        ("vehicules", 1, "catv", "80", "nb_motorcycles", 0.0),
+        ("vehicules", 1, "catv", "37", "nb_heavy_vehicles", 1.0),
+        ("vehicules", 0, "catv", "37", "any_unrestrained", 0.0),  # a bus passenger
         ("lieux", 0, "vma", "300", "vma", math.nan),
         ("lieux", 0, "vma", "130", "vma", 130.0),
         ("caracteristiques", 0, "lat", "95,1", "lat", math.nan),
         ("caracteristiques", 0, "long", "-181", "long", math.nan),
-        ("vehicules", 0, "catv", "5", "catv", math.nan),  # a retired code
         ("caracteristiques", 0, "dep", "20", "dep", None),
         ("caracteristiques", 0, "dep", "2", "dep", "02"),
         ("caracteristiques", 0, "jour", "31", "weekday", math.nan),  # 31 November
@@ -129,7 +157,7 @@ def test_tiny_year_features(tmp_path: Path, tiny_year) -> None:
         ("caracteristiques", 0, "agg", "3", "agg_", math.nan),
     ],
 )
-def test_out_of_contract_values_become_missing(
+def test_values_and_out_of_contract_values(
     tmp_path: Path, tiny_year, table_name, row, column, value, feature, expected
 ) -> None:
     tiny = tiny_year(2021).set(table_name, row, column, value)
@@ -142,36 +170,100 @@ def test_out_of_contract_values_become_missing(
         assert result == expected
 
 
-def test_pedestrian_without_place_gets_place_10(tmp_path: Path, tiny_year) -> None:
-    tiny = tiny_year(2021).set("usagers", 3, "place", " -1")
+@pytest.mark.parametrize(
+    ("secu", "expected"),
+    [
+        (("0", " -1", " -1"), 1.0),
+        (("6", "2", " -1"), 0.0),  # gloves then helmet
+        (("2", " -1", " -1"), 0.0),
+        (("8", " -1", " -1"), math.nan),
+    ],
+)
+def test_unhelmeted_rider_found_in_any_safety_column(
+    tmp_path: Path, tiny_year, secu: tuple[str, str, str], expected: float
+) -> None:
+    tiny = tiny_year(2021)
+    tiny.set("vehicules", 3, "catv", "33")  # accident 3: a motorcycle
+    for column, value in zip(("secu1", "secu2", "secu3"), secu, strict=True):
+        tiny.set("usagers", 4, column, value)
     tiny.write(tmp_path)
     table = dataset.build_table(_raw(tmp_path)).set_index(contract.ACCIDENT_ID)
-    assert table.loc[tiny.ids[1], "place"] == 10.0
+    result = table.loc[tiny.ids[2], "any_unhelmeted"]
+    assert math.isnan(result) if math.isnan(expected) else result == expected
+    assert table.loc[tiny.ids[2], "any_unrestrained"] == 0.0, "a rider wears no belt"
 
 
 def test_vehicle_falls_back_on_num_veh(tmp_path: Path, tiny_year) -> None:
     tiny = tiny_year(2021)
     tiny.set("usagers", 1, "id_vehicule", "")  # the passenger of accident 1
-    tiny.set("usagers", 1, "num_veh", "B01")  # ... now in the second vehicle
+    tiny.set("usagers", 1, "num_veh", "B01")  # ... now on the motorcycle
     tiny.write(tmp_path)
-    table = dataset.build_table(_raw(tmp_path)).set_index(contract.ACCIDENT_ID)
-    assert table.loc[tiny.ids[0], "catv"] == 33.0
+    built = dataset.assemble(_raw(tmp_path))
+    table = built.table.set_index(contract.ACCIDENT_ID)
+    assert table.loc[tiny.ids[0], "any_unhelmeted"] == 1.0  # secu1 1: a belt, no helmet
+    assert built.usagers_without_vehicle == 0
 
 
-def test_worst_person_ties_keep_file_order(tmp_path: Path, tiny_year) -> None:
+def test_person_whose_vehicle_is_unknown_is_counted(tmp_path: Path, tiny_year) -> None:
     tiny = tiny_year(2021)
-    tiny.set("usagers", 0, "grav", "3").set("usagers", 0, "sexe", "1")  # both hospitalised
+    tiny.set("usagers", 4, "id_vehicule", "999").set("usagers", 4, "num_veh", "Z09")
     tiny.write(tmp_path)
-    table = dataset.build_table(_raw(tmp_path)).set_index(contract.ACCIDENT_ID)
-    assert table.loc[tiny.ids[0], "place"] == 1.0  # the first in the file
+    built = dataset.assemble(_raw(tmp_path))
+    assert built.usagers_without_vehicle == 1
+    slight = built.table.set_index(contract.ACCIDENT_ID).loc[tiny.ids[2]]
+    # Belted or not, in a car or on a motorcycle: nobody can say.
+    assert math.isnan(slight["any_unrestrained"]) and math.isnan(slight["any_unhelmeted"])
+    assert slight["nb_victim"] == 1.0 and slight[contract.TARGET] == 0
 
 
-def test_killed_outranks_hospitalised_outranks_slight(tmp_path: Path, tiny_year) -> None:
+def test_duplicate_rows_count_once_and_are_counted(tmp_path: Path, tiny_year) -> None:
     tiny = tiny_year(2021)
-    tiny.set("usagers", 0, "grav", "4").set("usagers", 1, "grav", "2")
+    for table_name in ("usagers", "vehicules"):
+        _header, rows = tiny.tables[table_name]
+        rows.insert(0, list(rows[0]))  # accident 1's driver and car, written twice
+    tiny.write(tmp_path)
+    built = dataset.assemble(_raw(tmp_path))
+    first = built.table.set_index(contract.ACCIDENT_ID).loc[tiny.ids[0]]
+    assert (first["nb_victim"], first["nb_vehicules"]) == (2.0, 2.0)
+    assert built.duplicate_rows == {"usagers": 1, "vehicules": 1}
+    assert built.quality()["duplicate_rows_removed"] == {"usagers": 1, "vehicules": 1}
+
+
+def test_no_feature_depends_on_who_was_hurt(tmp_path: Path, tiny_year) -> None:
+    tiny_year(2021).write(tmp_path / "passenger")
+    # The same accident 1, but the driver hospitalised and the passenger unharmed.
+    swapped = tiny_year(2021).set("usagers", 0, "grav", "3").set("usagers", 1, "grav", "1")
+    swapped.write(tmp_path / "driver")
+    first = dataset.build_table(_raw(tmp_path / "passenger"))
+    second = dataset.build_table(_raw(tmp_path / "driver"))
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_any_killed_or_hospitalised_person_makes_it_prioritaire(tmp_path: Path, tiny_year) -> None:
+    tiny = tiny_year(2021)
+    tiny.set("usagers", 0, "grav", "2").set("usagers", 1, "grav", "4")  # the driver killed
     tiny.write(tmp_path)
     table = dataset.build_table(_raw(tmp_path)).set_index(contract.ACCIDENT_ID)
-    assert table.loc[tiny.ids[0], "place"] == 2.0
+    assert table.loc[tiny.ids[0], contract.TARGET] == 1
+
+
+@pytest.mark.parametrize(("grav", "kind"), [(" -1", "missing"), ("7", "invalid")])
+def test_unknown_grav_without_a_known_severe_victim_gets_no_label(
+    tmp_path: Path, tiny_year, grav: str, kind: str
+) -> None:
+    tiny = tiny_year(2021)
+    tiny.set("usagers", 1, "grav", "4")  # accident 1: nobody else is severe...
+    tiny.set("usagers", 0, "grav", grav)  # ... and the driver's grav is unknown
+    tiny.set("usagers", 2, "grav", grav)  # accident 2: the pedestrian was killed
+    tiny.write(tmp_path)
+    built = dataset.assemble(_raw(tmp_path))
+    table = built.table.set_index(contract.ACCIDENT_ID)
+    assert tiny.ids[0] not in table.index, "could be prioritaire: not labelled 0"
+    assert table.loc[tiny.ids[1], contract.TARGET] == 1, "a known death decides"
+    assert built.dropped == {"no_usagers": 0, "grav_unknown": 2}  # and accident 4
+    expected = {"missing": 1, "invalid": 0}  # accident 4's driver
+    expected[kind] += 2
+    assert built.grav == expected
 
 
 def test_accident_without_usagers_is_dropped(tmp_path: Path, tiny_year) -> None:
@@ -180,7 +272,7 @@ def test_accident_without_usagers_is_dropped(tmp_path: Path, tiny_year) -> None:
     del rows[4]  # the only person of accident 3
     tiny.write(tmp_path)
     built = dataset.assemble(_raw(tmp_path))
-    assert built.dropped == {"no_usagers": 1, "all_grav_missing": 1}
+    assert built.dropped == {"no_usagers": 1, "grav_unknown": 1}
     assert tiny.ids[2] not in set(built.table[contract.ACCIDENT_ID])
 
 
@@ -190,6 +282,58 @@ def test_same_year_twice_is_refused(tmp_path: Path, tiny_year) -> None:
     years = _raw(tmp_path / "a") + _raw(tmp_path / "b")
     with pytest.raises(BaacFormatError, match="is also in"):
         dataset.build_table(years)
+
+
+# --- row order never matters --------------------------------------------------------
+
+
+def _shuffled_copy(source: Path, target: Path, seed: int) -> None:
+    """Every BAAC file under ``source`` with its data lines in a random order."""
+    rng = random.Random(seed)
+    for path in sorted(source.rglob("*.csv")):
+        lines = path.read_bytes().splitlines()
+        header, rows = lines[0], [line for line in lines[1:] if line]
+        rng.shuffle(rows)
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(b"\n".join([header, *rows]) + b"\n")
+
+
+def _assert_same_build(raw: Path, tmp_path: Path) -> None:
+    reference = dataset.build_dataset(raw, tmp_path / "reference")
+    for seed in (1, 2):
+        shuffled = tmp_path / f"shuffled-{seed}"
+        _shuffled_copy(raw, shuffled, seed)
+        summary = dataset.build_dataset(shuffled, tmp_path / f"build-{seed}")
+        assert summary["fingerprint"] == reference["fingerprint"]
+        assert summary["quality"] == reference["quality"]
+        assert summary["missing_values"] == reference["missing_values"]
+        for name in (dataset.TRAIN_FILE, dataset.TEST_FILE):
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(tmp_path / f"build-{seed}" / name),
+                pd.read_parquet(tmp_path / "reference" / name),
+            )
+
+
+def test_shuffled_real_samples_build_the_same_dataset(tmp_path: Path, baac_samples: Path) -> None:
+    _assert_same_build(baac_samples, tmp_path)
+
+
+def test_shuffled_synthetic_tables_build_the_same_dataset(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    for year in (2021, 2023):  # 2023: several lieux rows per accident
+        synthesize(raw, accidents=2_000, seed=year, year=year)
+    # Rows written twice and a person whose vehicle is missing, shuffled with the rest.
+    usagers = raw / "usagers-2021.csv"
+    lines = usagers.read_bytes().splitlines()
+    usagers.write_bytes(b"\n".join([*lines, lines[1], lines[7]]) + b"\n")
+    vehicules = raw / "vehicules-2023.csv"
+    lines = vehicules.read_bytes().splitlines()
+    vehicules.write_bytes(b"\n".join([*lines[:5], *lines[6:], lines[2]]) + b"\n")
+    _assert_same_build(raw, tmp_path)
+    quality = json.loads((tmp_path / "reference" / dataset.SUMMARY_FILE).read_text())["quality"]
+    assert quality["duplicate_rows_removed"] == {"usagers": 2, "vehicules": 1}
+    assert quality["usagers_without_vehicle"] >= 1
 
 
 # --- split --------------------------------------------------------------------------
@@ -302,7 +446,8 @@ def test_build_dataset_writes_train_test_and_summary(tmp_path: Path, tiny_year) 
     assert summary["rows"] == {"total": 6, "train": len(train), "test": len(test)}
     assert summary["years"] == [2021, 2023]
     assert summary["class_balance"]["total"] == {"0": 2, "1": 4, "share_1": round(4 / 6, 4)}
-    assert summary["dropped_accidents"]["all_grav_missing"]["count"] == 2
+    assert summary["quality"]["dropped_accidents"]["grav_unknown"]["count"] == 2
+    assert summary["quality"]["grav"] == {"missing": 2, "invalid": 0}
     assert summary["missing_values"]["vma"] == 2
     assert set(summary["missing_values"]) == set(contract.FEATURE_NAMES)
     assert summary["source"] == str(raw.resolve())

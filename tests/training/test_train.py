@@ -66,6 +66,8 @@ def test_manifest_holds_what_the_issue_lists(trained_registry):
     assert data["fingerprint"] == summary["data_fingerprint"]
     assert data["rows"]["train"] + data["rows"]["test"] == 2500
     assert 0.3 < data["class_balance"]["train_prioritaire_share"] < 0.6
+    assert data["quality"] == summary["data_quality"]
+    assert data["quality"]["duplicate_rows_removed"] == {"usagers": 0, "vehicules": 0}
     metrics = manifest["metrics"]
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
         assert 0 <= metrics[key] <= 1, key
@@ -78,6 +80,25 @@ def test_manifest_holds_what_the_issue_lists(trained_registry):
         "promoted": True,
         "reason": "no production model yet",
     }
+
+
+def test_summary_and_manifest_count_repaired_and_dropped_rows(tmp_path):
+    raw = tmp_path / "raw"
+    paths = synthesize(raw, accidents=2500, seed=42)
+    lines = paths["usagers"].read_bytes().splitlines()
+    # A person written twice, and a person whose grav is missing.
+    header, first = lines[0].split(b";"), lines[1].split(b";")
+    grav = header.index(b'"grav"')
+    unknown = [*first[:grav], b'" -1"', *first[grav + 1 :]]
+    paths["usagers"].write_bytes(b"\n".join([*lines, lines[1], b";".join(unknown)]) + b"\n")
+    summary = train(TrainingSettings(raw_uri=str(raw), registry_uri=str(tmp_path / "registry")))
+    quality = summary["data_quality"]
+    assert quality["duplicate_rows_removed"] == {"usagers": 1, "vehicules": 0}
+    assert quality["grav"] == {"missing": 1, "invalid": 0}
+    manifest = Registry(FileStorage(tmp_path / "registry"), "accident-severity").manifest(
+        summary["version"]
+    )
+    assert manifest["data"]["quality"] == quality
 
 
 def test_reference_sample_is_capped_stratified_and_has_predictions(trained_registry):
@@ -220,7 +241,7 @@ def test_feedback_labels_join_the_training_data_and_change_the_fingerprint(tmp_p
     first = train(settings)
     storage = FileStorage(tmp_path)
     now = datetime.now(UTC)
-    logged = pd.DataFrame([contract.example_row(), contract.example_row() | {"catu": 3}])
+    logged = pd.DataFrame([contract.example_row(), contract.example_row() | {"nb_pedestrians": 1}])
     logged[layout.REQUEST_ID] = ["r1", "r2"]
     buffer = io.BytesIO()
     logged.to_parquet(buffer, index=False)

@@ -47,7 +47,7 @@ def test_predict_returns_the_documented_fields(client: TestClient) -> None:
 
 
 def test_predict_matches_the_registry_model(client: TestClient, registry: Registry) -> None:
-    rows = [ROW, {**ROW, "catu": 3, "place": 10, "vma": 110}, required_only()]
+    rows = [ROW, {**ROW, "nb_pedestrians": 1, "any_unhelmeted": 1, "vma": 110}, required_only()]
     expected = registry.load("v1").predict_proba(contract.encode_rows(rows))
     for row, probability in zip(rows, expected, strict=True):
         assert client.post("/predict", json=row).json()["probability"] == pytest.approx(
@@ -80,18 +80,19 @@ def test_an_unsafe_client_request_id_is_replaced(client: TestClient, bad: str) -
 @pytest.mark.parametrize(
     ("change", "field", "kind"),
     [
-        ({"catu": 9}, "body.catu", "literal_error"),
+        ({"any_unhelmeted": 9}, "body.any_unhelmeted", "literal_error"),
         ({"dep": "20"}, "body.dep", "literal_error"),
         ({"dep": 33}, "body.dep", "literal_error"),
         ({"vma": 300}, "body.vma", "less_than_equal"),
         ({"hour": -1}, "body.hour", "greater_than_equal"),
         ({"hour": "17"}, "body.hour", "int_type"),
         ({"hour": 17.5}, "body.hour", "int_type"),
-        ({"victim_age": True}, "body.victim_age", "int_type"),
+        ({"oldest_age": True}, "body.oldest_age", "int_type"),
+        ({"nb_pedestrians": -1}, "body.nb_pedestrians", "greater_than_equal"),
         ({"lat": "44.8"}, "body.lat", "float_type"),
         ({"lat": 91.0}, "body.lat", "less_than_equal"),
         ({"surprise": 1}, "body.surprise", "extra_forbidden"),
-        ({"catv": None}, "body.catv", "literal_error"),
+        ({"catr": None}, "body.catr", "literal_error"),
     ],
 )
 def test_invalid_features_get_422_with_field_and_reason(
@@ -128,7 +129,7 @@ def test_malformed_bodies_get_422(client: TestClient, content: bytes) -> None:
 
 
 def test_validation_errors_are_counted_by_handler(client: TestClient) -> None:
-    client.post("/predict", json={**ROW, "catu": 0})
+    client.post("/predict", json={**ROW, "agg_": 0})
     client.post("/predict/batch", json={"rows": []})
     metrics = client.get("/metrics").text
     assert 'triage_validation_errors_total{handler="/predict"} 1.0' in metrics
@@ -158,7 +159,7 @@ def test_chunked_body_over_the_limit_gets_413(make_client: Callable[..., TestCli
 
 
 def test_batch_scores_every_row_with_row_ids(client: TestClient, registry: Registry) -> None:
-    rows = [ROW, {**ROW, "catu": 3, "place": 10}, required_only()]
+    rows = [ROW, {**ROW, "nb_pedestrians": 1, "any_unhelmeted": 1}, required_only()]
     response = client.post("/predict/batch", json={"rows": rows}, headers={"X-Request-ID": "b1"})
     assert response.status_code == 200
     body = response.json()
@@ -188,7 +189,7 @@ def test_batch_of_the_limit_passes_and_one_more_is_refused(
 
 
 def test_big_batch_scores_in_a_worker_thread(client: TestClient) -> None:
-    rows = [{**ROW, "victim_age": age % 100} for age in range(1000)]
+    rows = [{**ROW, "oldest_age": age % 100} for age in range(1000)]
     body = client.post("/predict/batch", json={"rows": rows}).json()
     assert len(body["predictions"]) == 1000
     single = client.post("/predict", json=rows[7]).json()
@@ -247,7 +248,7 @@ def test_feedback_with_features_only_uses_the_request_id(
     assert response.json()["request_id"] == "fb-1"
     frame = _feedback_frame(registry_root)
     assert frame.iloc[0]["dep"] == "33"
-    assert frame.iloc[0]["catu"] == 1
+    assert frame.iloc[0]["nb_pedestrians"] == 0
 
 
 @pytest.mark.parametrize(
@@ -256,7 +257,7 @@ def test_feedback_with_features_only_uses_the_request_id(
         {"label": 1},
         {"request_id": "x", "label": 2},
         {"request_id": "bad id", "label": 1},
-        {"request_id": "x", "label": 1, "features": {**ROW, "catu": 7}},
+        {"request_id": "x", "label": 1, "features": {**ROW, "any_unhelmeted": 7}},
         {"request_id": "x", "label": 1, "extra": True},
     ],
 )

@@ -61,7 +61,7 @@ def test_stats_count_predictions_since_start(client: TestClient) -> None:
     assert client.get("/stats").json()["predictions"] == 0
     client.post("/predict", json=ROW)
     client.post("/predict/batch", json={"rows": [ROW, ROW]})
-    client.post("/predict", json={**ROW, "catu": 0})  # refused: not counted
+    client.post("/predict", json={**ROW, "agg_": 0})  # refused: not counted
     stats = client.get("/stats").json()
     assert stats["predictions"] == 3
     assert sum(stats["by_label"].values()) == 3
@@ -119,7 +119,7 @@ def test_openapi_documents_every_endpoint_with_examples(client: TestClient) -> N
     features = schema["components"]["schemas"]["AccidentFeatures"]
     assert features["additionalProperties"] is False
     assert set(features["required"]) == {f.name for f in contract.FEATURES if f.required}
-    assert features["properties"]["catu"]["enum"] == [1, 2, 3]
+    assert features["properties"]["agg_"]["enum"] == [1, 2]
     assert features["properties"]["vma"]["anyOf"][0]["maximum"] == 130
     assert "API" in str(schema["components"]["securitySchemes"])
 
