@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from service.errors import ModelLoadError
+from service.errors import ModelLoadError, public_message
 from service.metrics import ScorerMetrics
 from training import contract
 from training.errors import TrainingError
@@ -112,17 +112,19 @@ class ModelHolder:
                     return RefreshResult(False, version, previous)
                 loaded = await asyncio.to_thread(self._load, version)
             except Exception as error:
-                # Anything can come out of unpickling or an ONNX runtime; whatever it
-                # is, the served model must stay and the poller must live on.
+                # Anything can come out of an ONNX runtime or a storage; whatever it
+                # is, the served model must stay and the poller must live on. The
+                # full message (endpoint, bucket, paths) goes to the log only.
                 expected = isinstance(error, TrainingError | ModelLoadError | OSError)
+                reason = public_message(error)
                 self.metrics.reloads.labels("failure").inc()
-                self.last_error = str(error)
+                self.last_error = reason
                 log.error(
                     "model load failed; keeping the current model",
                     extra={"error": str(error), "serving": previous},
                     exc_info=not expected,
                 )
-                raise ModelLoadError(f"{error} (still serving {previous or 'nothing'})") from error
+                raise ModelLoadError(f"{reason} (still serving {previous or 'nothing'})") from error
             # The swap: one reference assignment on the event loop thread.
             self.current = loaded
             self.last_error = None
