@@ -2,9 +2,11 @@
 new code or a changed range in ``training/contract.py`` changes the API (and its
 OpenAPI document) with no edit here.
 
-The feature model is strict: integer features take JSON integers, decimal ones take
-numbers, ``dep`` takes a string code ("33", "2A"); strings for numbers, booleans and
-unknown fields are refused with 422. ``null`` or a left-out optional feature means "not
+The feature model follows the JSON Schema it publishes: integer features (counts,
+ranges and integer codes alike) take any number without a fractional part (``45`` and
+``45.0``; ``45.5`` is refused), decimal ones take numbers, ``dep`` takes a string code
+("33", "2A"); strings for numbers, numbers for ``dep``, booleans and unknown fields are
+refused with 422. ``null`` or a left-out optional feature means "not
 filled", as BAAC's -1.
 """
 
@@ -12,7 +14,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from training import contract
 
@@ -46,11 +58,50 @@ def _describe(feature: contract.Feature) -> str:
     return " ".join(parts)
 
 
+class IntegralNumber:
+    """An integer feature (a count, a range or an integer code) as JSON Schema defines
+    an integer: any number with no fractional part, so ``45`` and ``45.0`` are 45
+    (pandas writes integer columns with gaps as floats), ``45.5`` is refused, and so
+    are booleans and strings. Built from pydantic-core validators only, run in Rust:
+    a strict number (which refuses ``true`` and ``"45"``), then an integer without a
+    fractional part, then the range or the codes."""
+
+    def __init__(self, feature: contract.Feature) -> None:
+        self.minimum = None if feature.minimum is None else int(feature.minimum)
+        self.maximum = None if feature.maximum is None else int(feature.maximum)
+        self.codes = list(feature.codes) if feature.codes else None
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        number = core_schema.float_schema(strict=True, allow_inf_nan=False)
+        if self.codes is not None:
+            integer = core_schema.int_schema(strict=False)
+            return core_schema.chain_schema(
+                [number, integer, core_schema.literal_schema(self.codes)]
+            )
+        integer = core_schema.int_schema(strict=False, ge=self.minimum, le=self.maximum)
+        return core_schema.chain_schema([number, integer])
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        published: dict[str, Any] = {"type": "integer"}
+        if self.codes is not None:
+            published["enum"] = self.codes
+        if self.minimum is not None:
+            published["minimum"] = self.minimum
+        if self.maximum is not None:
+            published["maximum"] = self.maximum
+        return published
+
+
 def _feature_type(feature: contract.Feature) -> Any:
-    if feature.kind is contract.Kind.CATEGORICAL:
+    if feature.kind is contract.Kind.CATEGORICAL and feature.is_string_coded:
+        # Strict: a department code is a string ("33", "2A"), never the number 33.
         return Literal[tuple(feature.codes)]
-    if feature.integer:
-        return Annotated[int, Field(ge=feature.minimum, le=feature.maximum)]
+    if feature.kind is contract.Kind.CATEGORICAL or feature.integer:
+        return Annotated[int, IntegralNumber(feature)]
     return Annotated[float, Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False)]
 
 
@@ -316,6 +367,7 @@ class ValidationErrorBody(BaseModel):
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body is not JSON text (e.g. not UTF-8)."},
     413: {"model": ErrorBody, "description": "The body is over SCORER_MAX_BODY_BYTES."},
+    415: {"model": ErrorBody, "description": "The body is not sent as application/json."},
     422: {"model": ValidationErrorBody, "description": "Invalid body: each field and why."},
 }
 """Answers any endpoint that reads a JSON body may give, documented on each."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,13 @@ def test_an_unsafe_client_request_id_is_replaced(client: TestClient, bad: str) -
         ({"dep": 33}, "body.dep", "literal_error"),
         ({"vma": 300}, "body.vma", "less_than_equal"),
         ({"hour": -1}, "body.hour", "greater_than_equal"),
-        ({"hour": "17"}, "body.hour", "int_type"),
-        ({"hour": 17.5}, "body.hour", "int_type"),
-        ({"victim_age": True}, "body.victim_age", "int_type"),
+        ({"hour": "17"}, "body.hour", "float_type"),
+        ({"hour": 17.5}, "body.hour", "int_from_float"),
+        ({"victim_age": True}, "body.victim_age", "float_type"),
         ({"lat": "44.8"}, "body.lat", "float_type"),
         ({"lat": 91.0}, "body.lat", "less_than_equal"),
         ({"surprise": 1}, "body.surprise", "extra_forbidden"),
-        ({"catv": None}, "body.catv", "literal_error"),
+        ({"catv": None}, "body.catv", "float_type"),
     ],
 )
 def test_invalid_features_get_422_with_field_and_reason(
@@ -101,6 +102,89 @@ def test_invalid_features_get_422_with_field_and_reason(
     assert field in problems, body
     assert problems[field]["type"] == kind
     assert problems[field]["reason"]
+
+
+def _one_feature_of_each_kind() -> list[contract.Feature]:
+    """An integer range feature, an integer-coded and a string-coded categorical one,
+    and a decimal one: every kind the contract has (checked below)."""
+    kinds: dict[tuple[bool, bool, bool], contract.Feature] = {}
+    for feature in contract.FEATURES:
+        categorical = feature.kind is contract.Kind.CATEGORICAL
+        kinds.setdefault((categorical, feature.is_string_coded, feature.integer), feature)
+    assert len(kinds) == 4, kinds.keys()
+    return list(kinds.values())
+
+
+KINDS = _one_feature_of_each_kind()
+
+
+def _value(feature: contract.Feature) -> Any:
+    return next(iter(feature.codes)) if feature.codes else ROW[feature.name]
+
+
+def _post(client: TestClient, batch: bool, row: dict[str, Any]) -> Any:
+    if batch:
+        return client.post("/predict/batch", json={"rows": [ROW, row]})
+    return client.post("/predict", json=row)
+
+
+def _probabilities(body: dict[str, Any]) -> list[float]:
+    return [p["probability"] for p in body.get("predictions", [body])]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("feature", KINDS, ids=lambda f: f.name)
+def test_numbers_follow_the_published_schema_for_every_feature_kind(
+    client: TestClient, feature: contract.Feature, batch: bool
+) -> None:
+    """JSON Schema's integer is a number without a fractional part: 45.0 is 45,
+    for integer ranges and integer codes alike; 45.5, booleans and strings are refused
+    everywhere, and a department code is a string, never a number."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["AccidentFeatures"]
+    published = schema["properties"][feature.name]
+    published = published.get("anyOf", [published])[0]
+    value = _value(feature)
+    valid = _post(client, batch, {**ROW, feature.name: value})
+    assert valid.status_code == 200, valid.text
+    if feature.is_string_coded:
+        assert published["type"] == "string"
+        refused: list[Any] = [True, False, 33, 33.0, None if feature.required else [value]]
+    elif feature.integer:
+        assert published["type"] == "integer"
+        same = _post(client, batch, {**ROW, feature.name: float(value)})
+        assert same.status_code == 200, same.text
+        assert _probabilities(same.json()) == _probabilities(valid.json())
+        refused = [value + 0.5, True, False, str(value)]
+    else:
+        assert published["type"] == "number"
+        refused = [True, False, str(value)]
+    for bad in refused:
+        response = _post(client, batch, {**ROW, feature.name: bad})
+        assert response.status_code == 422, (bad, response.text)
+        [problem] = response.json()["detail"]
+        assert problem["field"].endswith(feature.name)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/feedback"])
+def test_a_body_that_is_not_json_gets_415(
+    client: TestClient, path: str, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = json.dumps({"rows": [ROW]} if path.endswith("batch") else ROW).encode()
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    charset = client.post(
+        "/predict",
+        content=json.dumps(ROW),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert charset.status_code == 200
 
 
 def test_missing_required_feature_is_named(client: TestClient) -> None:
