@@ -4,6 +4,7 @@ Messages are written for the API's user: they never contain a stack trace."""
 
 from __future__ import annotations
 
+import math
 import re
 from http import HTTPStatus
 
@@ -33,6 +34,34 @@ class StorageUnavailableError(ScorerError):
     """The storage refused a write whose loss the caller must know about (feedback)."""
 
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class LabelConflictError(ScorerError):
+    """A feedback label for a request id that already has one (the first one wins)."""
+
+    status_code = HTTPStatus.CONFLICT
+
+
+class UnknownRequestIdError(ScorerError):
+    """A feedback label for a request id this scorer (or a sibling replica) did not issue."""
+
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class FeedbackForbiddenError(ScorerError):
+    """A feedback feature that needs the admin key (labels with features, overwrites)."""
+
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class RateLimitedError(ScorerError):
+    """Too many requests from one client; ``Retry-After`` says when to come back."""
+
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
 
 
 class AuthenticationError(ScorerError):

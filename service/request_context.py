@@ -1,6 +1,10 @@
-"""Request ids: taken from a valid ``X-Request-ID`` header or made up, returned in the
+"""Request ids: taken from a valid ``X-Request-ID`` header or issued, returned in the
 ``X-Request-ID`` response header, available to handlers as ``request.state.request_id``
 and added to every log record emitted while the request is served.
+
+Every request is also issued an id of the scorer's own (``request.state.issued_id``,
+signed: ``service.request_ids``), the same one when the client sent none: predictions
+carry it, as the id a feedback label may be sent for. A client's own id only traces.
 
 The same middleware refuses a body that is not JSON (415: every body this API reads is
 JSON) and enforces the body size limit: a body announced (``Content-Length``)
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import NamedTuple
 
@@ -83,9 +88,12 @@ def is_json(content_type: bytes | None) -> bool:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, issue_id: Callable[[], str] = new_request_id
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.issue_id = issue_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,8 +101,11 @@ class RequestContextMiddleware:
             return
         headers = read_headers(scope["headers"])
         length = headers.length
-        request_id = headers.request_id or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        issued_id = self.issue_id()
+        request_id = headers.request_id or issued_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["issued_id"] = issued_id
         header = (HEADER, request_id.encode("ascii"))
         if length is not None and length > self.max_body_bytes:
             await _refuse(

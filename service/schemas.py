@@ -156,8 +156,9 @@ class Prediction(BaseModel):
     )
     model_version: str = Field(description="Registry version of the model that scored it.")
     request_id: str = Field(
-        description="Id of this prediction (the request's, or '<request id>-<row>' in a "
-        "batch); send it back with POST /feedback."
+        description="Id of this prediction, issued by the scorer ('<request id>-<row>' in "
+        "a batch); send it back with POST /feedback. It equals the X-Request-ID header "
+        "unless the client sent its own, which then only traces the request."
     )
 
     model_config = ConfigDict(
@@ -215,8 +216,8 @@ def batch_request_model(limit: int) -> type[BaseModel]:
 
 
 class FeedbackRequest(_StrictModel):
-    """The true severity of an accident scored earlier (by its request id), or of an
-    accident given in full (its features)."""
+    """The true severity of an accident scored earlier (by the request id of its
+    prediction), or, with the admin key, of an accident given in full (its features)."""
 
     request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN)] | None = Field(
         None,
@@ -226,8 +227,13 @@ class FeedbackRequest(_StrictModel):
     label: Literal[0, 1] = Field(description="True class: 1 prioritaire, 0 non-prioritaire.")
     features: AccidentFeatures | None = Field(
         None,
-        description="The accident's features, when the label is for a row that was not "
-        "scored here (or to be independent of the inference log).",
+        description="Admin key only: the accident's features, when the label is for a "
+        "row that was not scored here (or to be independent of the inference log).",
+    )
+    overwrite: bool = Field(
+        False,
+        description="Admin key only: replace the label stored earlier for this request "
+        "id (otherwise the first label wins and a second one gets 409).",
     )
 
     @model_validator(mode="after")
@@ -241,16 +247,14 @@ class FeedbackReceipt(BaseModel):
     model_config = _examples(
         {
             "status": "stored",
-            "request_id": "5f0c2e7d9a8b4c3d",
+            "request_id": "5f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f",
             "label": "prioritaire",
-            "key": "feedback/date=2026-11-25/scorer-7d9f-20261125T193000123456Z.parquet",
         }
     )
 
     status: Literal["stored"] = "stored"
     request_id: str = Field(description="Request id the label is stored under.")
     label: Label
-    key: str = Field(description="Storage key of the stored feedback file.")
 
 
 class Health(BaseModel):
