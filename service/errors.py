@@ -42,12 +42,6 @@ class LabelConflictError(ScorerError):
     status_code = HTTPStatus.CONFLICT
 
 
-class UnknownRequestIdError(ScorerError):
-    """A feedback label for a request id this scorer (or a sibling replica) did not issue."""
-
-    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
 class FeedbackForbiddenError(ScorerError):
     """A feedback feature that needs the admin key (labels with features, overwrites)."""
 

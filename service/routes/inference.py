@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
@@ -28,7 +29,7 @@ from service.dependencies import (
     scorer_state,
     serving_model,
 )
-from service.errors import FeedbackForbiddenError, RateLimitedError, UnknownRequestIdError
+from service.errors import FeedbackForbiddenError, RateLimitedError
 from service.feedback import FeedbackLabel
 from service.json_body import FastJSONResponse, parse_json_body, request_body_doc
 from service.metrics import LABELS
@@ -40,6 +41,7 @@ from service.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
     Prediction,
+    ValidationErrorBody,
     feature_row,
 )
 from training import contract
@@ -155,7 +157,7 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
             403: {"model": ErrorBody, "description": "Features or overwrite without the key."},
             409: {"model": ErrorBody, "description": "This request id already has a label."},
             422: {
-                "model": ErrorBody,
+                "model": ValidationErrorBody,
                 "description": "Invalid body, or a request id this scorer did not issue.",
             },
             429: {"model": ErrorBody, "description": "Too many labels; see Retry-After."},
@@ -205,9 +207,17 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
                 )
         labelled_id = body.request_id or issued_id
         if not admin and not state.request_ids.issued(labelled_id):
-            raise UnknownRequestIdError(
-                f"request id {labelled_id!r} was not issued by this scorer: send the "
-                "request_id of a prediction (a batch row's is '<request_id>-<i>')"
+            # A field problem like any other, in the same shape as the other 422s.
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "request_id_not_issued",
+                        "loc": ("body", "request_id"),
+                        "msg": f"request id {labelled_id!r} was not issued by this scorer: "
+                        "send the request_id of a prediction (a batch row's is "
+                        "'<request_id>-<i>')",
+                    }
+                ]
             )
         label = FeedbackLabel(
             request_id=labelled_id,

@@ -69,7 +69,7 @@ def test_a_client_request_id_traces_and_the_prediction_carries_an_issued_id(
     assert issued != "case-42.a:b" and len(issued) == 32
     refused = client.post("/feedback", json={"request_id": "case-42.a:b", "label": 1})
     assert refused.status_code == 422
-    assert "not issued by this scorer" in refused.json()["detail"]
+    assert "not issued by this scorer" in refused.json()["detail"][0]["reason"]
     assert client.post("/feedback", json={"request_id": issued, "label": 1}).status_code == 200
 
 
@@ -357,7 +357,9 @@ def test_feedback_for_an_id_the_scorer_did_not_issue_is_refused(
     labelled = request_id.format(issued=issued, forged=forged)
     response = client.post("/feedback", json={"request_id": labelled, "label": 1})
     assert response.status_code == 422
-    assert "not issued by this scorer" in response.json()["detail"]
+    [problem] = response.json()["detail"]
+    assert problem["field"] == "body.request_id"
+    assert "not issued by this scorer" in problem["reason"]
     assert not (registry_root / layout.FEEDBACK_PREFIX).exists()
     # The admin may label any id (a label from another system, say).
     assert (
