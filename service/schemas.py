@@ -63,8 +63,9 @@ class IntegralNumber:
     an integer: any number with no fractional part, so ``45`` and ``45.0`` are 45
     (pandas writes integer columns with gaps as floats), ``45.5`` is refused, and so
     are booleans and strings. Built from pydantic-core validators only, run in Rust:
-    a strict number (which refuses ``true`` and ``"45"``), then an integer without a
-    fractional part, then the range or the codes."""
+    a strict integer (the common case, and the fastest), else a strict number (which
+    refuses ``true`` and ``"45"``) made an integer if it has no fractional part; then
+    the range or the codes, each with its own message."""
 
     def __init__(self, feature: contract.Feature) -> None:
         self.minimum = None if feature.minimum is None else int(feature.minimum)
@@ -74,14 +75,26 @@ class IntegralNumber:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        number = core_schema.float_schema(strict=True, allow_inf_nan=False)
+        integral = core_schema.union_schema(
+            [
+                core_schema.int_schema(strict=True),
+                core_schema.chain_schema(
+                    [
+                        core_schema.float_schema(strict=True, allow_inf_nan=False),
+                        core_schema.int_schema(strict=False),
+                    ]
+                ),
+            ],
+            mode="left_to_right",
+            custom_error_type="integer_type",
+            custom_error_message="Input should be an integer (a number without a fractional part)",
+        )
+        allowed: core_schema.CoreSchema
         if self.codes is not None:
-            integer = core_schema.int_schema(strict=False)
-            return core_schema.chain_schema(
-                [number, integer, core_schema.literal_schema(self.codes)]
-            )
-        integer = core_schema.int_schema(strict=False, ge=self.minimum, le=self.maximum)
-        return core_schema.chain_schema([number, integer])
+            allowed = core_schema.literal_schema(self.codes)
+        else:
+            allowed = core_schema.int_schema(strict=True, ge=self.minimum, le=self.maximum)
+        return core_schema.chain_schema([integral, allowed])
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
