@@ -2,10 +2,11 @@
 metrics registry, model holder, buffers and background tasks), so tests can run many
 side by side and nothing lives at module level.
 
-The lifespan loads the model before the first request (a failure leaves the app up
-but not ready), starts the alias poller and the inference-log flusher, and on
-shutdown (after uvicorn has stopped accepting and drained requests) stops them and
-flushes the inference log within ``shutdown_flush_seconds``.
+The lifespan starts the storage executor (the app's own thread pool for storage
+calls), loads the model before the first request (a failure leaves the app up but not
+ready), starts the alias poller, the inference-log flusher and the feedback writer,
+and on shutdown (after uvicorn has stopped accepting and drained requests) stops them
+and flushes the inference log within ``shutdown_flush_seconds``, retrying.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from service.inference_log import InferenceLog
 from service.json_body import document_models
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
+from service.rate_limit import RateLimiter
 from service.request_context import RequestContextMiddleware
+from service.request_ids import RequestIdSigner
 from service.retrain import RetrainLauncher
 from service.routes import admin, inference, operations
 from service.schemas import AccidentFeatures, batch_request_model
 from service.scoring import ConfidenceTiers, Scorer, ScoringStats
 from service.settings import ScorerSettings
 from service.state import ScorerState
+from service.storage_executor import StorageExecutor
 from training.registry import Registry
 from training.storage import Storage, open_storage
 
@@ -47,7 +51,7 @@ victim is killed or hospitalised, **0 `non-prioritaire`** otherwise.
 
 The request schema is generated from the feature contract (`training/contract.py`).
 Every scored row is logged for drift monitoring; send the true label later with
-`POST /feedback` and the request id of the prediction.
+`POST /feedback` and the `request_id` of the prediction (one label per prediction).
 """
 
 
@@ -78,11 +82,15 @@ def create_app(
             else _open(settings, settings.log_storage_uri)
         )
     metrics = ScorerMetrics()
-    holder = ModelHolder(Registry(registry_storage, settings.model_name), settings.alias, metrics)
+    executor = StorageExecutor(settings.storage_threads)
+    holder = ModelHolder(
+        Registry(registry_storage, settings.model_name), settings.alias, metrics, executor
+    )
     inference_log = (
         InferenceLog(
             log_storage,
             metrics,
+            executor,
             host=host,
             flush_rows=settings.inference_log_flush_rows,
             flush_seconds=settings.inference_log_flush_seconds,
@@ -101,10 +109,30 @@ def create_app(
         scorer=Scorer(metrics, tiers, inference_log, stats),
         stats=stats,
         inference_log=inference_log,
-        feedback=FeedbackStore(log_storage, metrics, host=host),
+        feedback=FeedbackStore(
+            log_storage,
+            metrics,
+            executor,
+            host=host,
+            batch_seconds=settings.feedback_batch_seconds,
+            max_pending=settings.feedback_max_pending,
+            wait_seconds=settings.feedback_wait_seconds,
+            remembered_ids=settings.feedback_remembered_ids,
+        ),
         retrain=RetrainLauncher(settings, holder, metrics, host=host),
         host=host,
+        storage_executor=executor,
+        request_ids=RequestIdSigner(
+            None if settings.request_id_key is None else settings.request_id_key.get_secret_value(),
+            batch_limit=settings.batch_limit,
+        ),
+        feedback_limiter=RateLimiter(settings.feedback_rate_per_second, settings.feedback_burst),
     )
+    if settings.request_id_key is None:
+        log.warning(
+            "no SCORER_REQUEST_ID_KEY: request ids are signed with a key of this process "
+            "only, so a label sent after a restart or to another replica is refused"
+        )
 
     app = FastAPI(
         title="Accident triage scorer",
@@ -124,7 +152,11 @@ def create_app(
     app.include_router(admin.router)
     document_models(app, AccidentFeatures, batch_request)
     _add_exception_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        issue_id=state.request_ids.issue,
+    )
     # Added last, so outermost: the HTTP metrics count every answer, 413s included.
     instrument(app, metrics.registry)
     return app
@@ -134,6 +166,7 @@ def create_app(
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ScorerState = app.state.scorer
     settings = state.settings
+    state.storage_executor.start()
     # Before the first request: a model load failure is logged and counted, and the
     # app starts unready (GET /ready says why) so the pod is not sent traffic.
     with contextlib.suppress(ModelLoadError):
@@ -147,6 +180,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     if state.inference_log is not None:
         state.inference_log.start()
+    state.feedback.start()
     log.info(
         "scorer started",
         extra={
@@ -163,8 +197,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.retrain.close()
+        await state.feedback.close()
         if state.inference_log is not None:
             await state.inference_log.close(settings.shutdown_flush_seconds)
+        state.storage_executor.shutdown()
         log.info("scorer stopped")
 
 

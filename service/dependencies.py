@@ -44,8 +44,15 @@ def serving_model(state: ScorerState) -> LoadedModel:
 
 
 def request_id_of(request: Request) -> str:
-    """Set by RequestContextMiddleware on every HTTP request."""
+    """The trace id (the client's X-Request-ID, or the issued one); set by
+    RequestContextMiddleware on every HTTP request."""
     return cast(str, request.scope["state"]["request_id"])
+
+
+def issued_id_of(request: Request) -> str:
+    """The signed id the scorer issued for this request: a prediction's id, the one
+    a feedback label may be sent for; set by RequestContextMiddleware."""
+    return cast(str, request.scope["state"]["issued_id"])
 
 
 async def get_state(request: Request) -> ScorerState:
@@ -72,6 +79,10 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 async def require_api_key(
     state: StateDep, given: Annotated[str | None, Security(_api_key_scheme)]
 ) -> None:
+    check_api_key(state, given)
+
+
+def check_api_key(state: ScorerState, given: str | None) -> None:
     expected = state.settings.api_key
     if expected is None:
         raise AdminDisabledError(
@@ -86,3 +97,23 @@ async def require_api_key(
 
 
 AdminDep = Depends(require_api_key)
+
+
+async def optional_admin(
+    state: StateDep, given: Annotated[str | None, Security(_api_key_scheme)]
+) -> bool:
+    """True with the right key, False without one; a wrong key is still a 401."""
+    if given is None:
+        return False
+    check_api_key(state, given)
+    return True
+
+
+OptionalAdminDep = Annotated[bool, Depends(optional_admin)]
+
+
+async def get_issued_id(request: Request) -> str:
+    return issued_id_of(request)
+
+
+IssuedIdDep = Annotated[str, Depends(get_issued_id)]

@@ -4,7 +4,11 @@ Messages are written for the API's user: they never contain a stack trace."""
 
 from __future__ import annotations
 
+import math
+import re
 from http import HTTPStatus
+
+from training.errors import ObjectNotFoundError, StorageError, TrainingError
 
 
 class ScorerError(Exception):
@@ -30,6 +34,28 @@ class StorageUnavailableError(ScorerError):
     """The storage refused a write whose loss the caller must know about (feedback)."""
 
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class LabelConflictError(ScorerError):
+    """A feedback label for a request id that already has one (the first one wins)."""
+
+    status_code = HTTPStatus.CONFLICT
+
+
+class FeedbackForbiddenError(ScorerError):
+    """A feedback feature that needs the admin key (labels with features, overwrites)."""
+
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class RateLimitedError(ScorerError):
+    """Too many requests from one client; ``Retry-After`` says when to come back."""
+
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
 
 
 class AuthenticationError(ScorerError):
@@ -61,3 +87,33 @@ class RetrainLaunchError(ScorerError):
     """The training subprocess or Kubernetes Job could not be started."""
 
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class UnsupportedMediaTypeError(ScorerError):
+    """A request body that is not ``application/json``."""
+
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+_STORAGE_URL = re.compile(r"\b(?:s3|file|https?)://[^\s'\",;)]*")
+
+
+def public_message(error: BaseException) -> str:
+    """What a client may read about a failure: what is wrong, without the storage's
+    endpoint, bucket or paths (the full message goes to the log). A storage failure
+    says only that the storage failed; a storage URL in any other message is cut
+    down to the file it names ("model.onnx: sha256 ... does not match")."""
+    if isinstance(error, OSError) or (
+        isinstance(error, StorageError) and not isinstance(error, ObjectNotFoundError)
+    ):
+        return "the model storage cannot be read (details in the scorer's log)"
+    if not isinstance(error, TrainingError | ScorerError):
+        # Whatever else comes out of a model file or a runtime: its text is not
+        # written for a client.
+        return f"unexpected {type(error).__name__} (details in the scorer's log)"
+    return _STORAGE_URL.sub(_file_name, str(error))
+
+
+def _file_name(match: re.Match[str]) -> str:
+    name = match.group(0).rstrip("/").rsplit("/", 1)[-1]
+    return name if "." in name and "://" not in name and name else "the storage"

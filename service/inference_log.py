@@ -14,10 +14,12 @@ Python work per row and field; with per-row dicts the flush cost about 20
 microseconds of GIL-holding CPU per row here, more than scoring the row.
 
 When the storage is down the chunks stay in the buffer and the flush is retried with
-exponential backoff. The buffer holds at most ``capacity`` rows: past that the oldest
-rows are dropped and counted in ``triage_inference_log_rows_dropped_total``. A write
-in progress takes at most half the capacity, so there is always room to drop the
-oldest *waiting* rows instead of the newest.
+exponential backoff, at shutdown too (until the shutdown budget is spent). Writes run
+on the app's storage executor, never on the threads that score batches. The buffer
+holds at most ``capacity`` rows: past that the oldest rows are dropped and counted in
+``triage_inference_log_rows_dropped_total``. A write in progress takes at most half
+the capacity, so there is always room to drop the oldest *waiting* rows instead of
+the newest.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from service.metrics import ScorerMetrics
+from service.storage_executor import StorageExecutor
 from service.tables import inference_log_parquet
 from training import layout
 from training.errors import StorageError
@@ -41,6 +44,9 @@ from training.storage import Storage
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_SECONDS = 1.0
+# The shutdown flush has seconds, not minutes: it retries sooner and more often.
+SHUTDOWN_BACKOFF_FIRST_SECONDS = 0.1
+SHUTDOWN_BACKOFF_MAX_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class InferenceLog:
         self,
         storage: Storage,
         metrics: ScorerMetrics,
+        executor: StorageExecutor,
         *,
         host: str,
         flush_rows: int,
@@ -100,6 +107,7 @@ class InferenceLog:
             raise ValueError("the inference-log buffer needs room for at least 2 rows")
         self.storage = storage
         self.metrics = metrics
+        self.executor = executor
         self.host = host
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
@@ -214,7 +222,7 @@ class InferenceLog:
         self._in_flight = count
         key = layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, self._clock(), self.host)
         try:
-            await asyncio.to_thread(self._write, key, batch)
+            await self.executor.run(self._write, key, batch)
         except BaseException as error:
             # Back to the front, oldest first; then the capacity decides what stays.
             self._in_flight = 0
@@ -245,8 +253,10 @@ class InferenceLog:
         )
 
     async def close(self, timeout: float) -> None:
-        """Stops the flusher and writes what is left, within ``timeout`` seconds; rows
-        that could not be written by then are counted as dropped."""
+        """Stops the flusher and writes what is left, retrying with backoff until
+        ``timeout`` seconds are spent (a storage back after a short outage still gets
+        the rows); rows that could not be written by then are counted as dropped and
+        logged with their count."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._stop.set()
@@ -257,17 +267,38 @@ class InferenceLog:
             await asyncio.wait({self._task}, timeout=max(0.0, deadline - loop.time()))
             if not self._task.done():
                 self._task.cancel()
-        remaining = deadline - loop.time()
-        if self._pending and remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.flush(), remaining)
+        attempts = 0
+        while self._pending and (remaining := deadline - loop.time()) > 0:
+            try:
+                if await asyncio.wait_for(self.flush(), remaining):
+                    break
+            except TimeoutError:
+                break
+            attempts += 1
+            pause = min(
+                SHUTDOWN_BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1),
+                SHUTDOWN_BACKOFF_MAX_SECONDS,
+                max(0.0, deadline - loop.time()),
+            )
+            log.warning(
+                "shutdown flush failed; retrying",
+                extra={
+                    "attempts": attempts,
+                    "retry_in": pause,
+                    "buffered_rows": self.buffered_rows,
+                },
+            )
+            await asyncio.sleep(pause)
         lost = self.buffered_rows
         if lost:
             self._pending.clear()
             self._pending_rows = 0
             self._in_flight = 0
             self._count_dropped(lost)
-            log.error("inference-log rows lost at shutdown", extra={"rows": lost})
+            log.error(
+                "inference-log rows lost at shutdown",
+                extra={"rows": lost, "attempts": attempts, "budget_seconds": timeout},
+            )
         log.info(
             "inference log closed",
             extra={"rows_written": self.rows_written, "rows_dropped": self.rows_dropped},

@@ -4,8 +4,8 @@ Requests read :attr:`ModelHolder.current` once and use that object to the end, s
 swap in the middle of a request cannot mix two versions, and the old model stays
 alive until its last request lets go of it: no request fails during a swap.
 
-Loading runs in a worker thread (downloading and building an ONNX session can take a
-second), so the event loop keeps serving the old model meanwhile. A lock makes the
+Loading runs on the app's storage executor (downloading and building an ONNX session
+can take a second), so the event loop keeps serving the old model meanwhile. A lock makes the
 poller and ``POST /model/reload`` take turns instead of loading the same version twice.
 """
 
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from service.errors import ModelLoadError
+from service.errors import ModelLoadError, public_message
 from service.metrics import ScorerMetrics
+from service.storage_executor import StorageExecutor
 from training import contract
 from training.errors import TrainingError
 from training.registry import Registry, ScoringModel
@@ -71,8 +72,11 @@ def reference_share(manifest: Mapping[str, Any]) -> float | None:
 
 
 class ModelHolder:
-    def __init__(self, registry: Registry, alias: str, metrics: ScorerMetrics) -> None:
+    def __init__(
+        self, registry: Registry, alias: str, metrics: ScorerMetrics, executor: StorageExecutor
+    ) -> None:
         self.registry = registry
+        self.executor = executor
         self.alias = alias
         self.metrics = metrics
         self.current: LoadedModel | None = None
@@ -102,7 +106,7 @@ class ModelHolder:
         async with self._lock:
             previous = self.current.version if self.current else None
             try:
-                version = await asyncio.to_thread(self.registry.alias_version, self.alias)
+                version = await self.executor.run(self.registry.alias_version, self.alias)
                 if version is None:
                     raise ModelLoadError(
                         f"no version of model {self.registry.name} is promoted to "
@@ -110,19 +114,21 @@ class ModelHolder:
                     )
                 if version == previous:
                     return RefreshResult(False, version, previous)
-                loaded = await asyncio.to_thread(self._load, version)
+                loaded = await self.executor.run(self._load, version)
             except Exception as error:
-                # Anything can come out of unpickling or an ONNX runtime; whatever it
-                # is, the served model must stay and the poller must live on.
+                # Anything can come out of an ONNX runtime or a storage; whatever it
+                # is, the served model must stay and the poller must live on. The
+                # full message (endpoint, bucket, paths) goes to the log only.
                 expected = isinstance(error, TrainingError | ModelLoadError | OSError)
+                reason = public_message(error)
                 self.metrics.reloads.labels("failure").inc()
-                self.last_error = str(error)
+                self.last_error = reason
                 log.error(
                     "model load failed; keeping the current model",
                     extra={"error": str(error), "serving": previous},
                     exc_info=not expected,
                 )
-                raise ModelLoadError(f"{error} (still serving {previous or 'nothing'})") from error
+                raise ModelLoadError(f"{reason} (still serving {previous or 'nothing'})") from error
             # The swap: one reference assignment on the event loop thread.
             self.current = loaded
             self.last_error = None

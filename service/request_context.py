@@ -1,8 +1,13 @@
-"""Request ids: taken from a valid ``X-Request-ID`` header or made up, returned in the
+"""Request ids: taken from a valid ``X-Request-ID`` header or issued, returned in the
 ``X-Request-ID`` response header, available to handlers as ``request.state.request_id``
 and added to every log record emitted while the request is served.
 
-The same middleware enforces the body size limit: a body announced (``Content-Length``)
+Every request is also issued an id of the scorer's own (``request.state.issued_id``,
+signed: ``service.request_ids``), the same one when the client sent none: predictions
+carry it, as the id a feedback label may be sent for. A client's own id only traces.
+
+The same middleware refuses a body that is not JSON (415: every body this API reads is
+JSON) and enforces the body size limit: a body announced (``Content-Length``)
 as larger gets a JSON 413 before it is read; a body sent without a length (chunked) is
 counted as it arrives and refused (413 too) once over. (FastAPI's own ``max_body_size``
 would answer in plain text, from outside the app's exception handlers.)
@@ -17,7 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import NamedTuple
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -27,6 +34,8 @@ from service.schemas import REQUEST_ID_PATTERN
 
 HEADER = b"x-request-id"
 CONTENT_LENGTH = b"content-length"
+CONTENT_TYPE = b"content-type"
+TRANSFER_ENCODING = b"transfer-encoding"
 _VALID = re.compile(REQUEST_ID_PATTERN.encode("ascii"))
 
 # A ContextVar is per request (per asyncio task context), not shared state.
@@ -39,44 +48,91 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
-def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int | None]:
+class RequestHeaders(NamedTuple):
+    request_id: str | None
     """The client's request id when it is safe to log and store (else None: a new one
-    is made, an invalid id is replaced rather than refused, so tracing never breaks a
-    request), and the announced body length."""
+    is made; an invalid id is replaced rather than refused, so tracing never breaks a
+    request)."""
+    length: int | None
+    """The announced body length."""
+    content_type: bytes | None
+    chunked: bool
+    """A body sent without a length."""
+
+
+def read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
     request_id: str | None = None
     length: int | None = None
+    content_type: bytes | None = None
+    chunked = False
     for name, value in headers:
         if name == HEADER:
             request_id = value.decode("ascii") if _VALID.fullmatch(value) else None
         elif name == CONTENT_LENGTH:
             length = int(value) if value.isdigit() else None
-    return request_id, length
+        elif name == CONTENT_TYPE:
+            content_type = value
+        elif name == TRANSFER_ENCODING:
+            chunked = True
+    return RequestHeaders(request_id, length, content_type, chunked)
+
+
+def is_json(content_type: bytes | None) -> bool:
+    """``application/json`` or a ``+json`` type, parameters (charset) allowed."""
+    if content_type is None:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, issue_id: Callable[[], str] = new_request_id
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.issue_id = issue_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client_id, length = read_headers(scope["headers"])
-        request_id = client_id or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        headers = read_headers(scope["headers"])
+        length = headers.length
+        issued_id = self.issue_id()
+        request_id = headers.request_id or issued_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["issued_id"] = issued_id
         header = (HEADER, request_id.encode("ascii"))
         if length is not None and length > self.max_body_bytes:
-            response = JSONResponse(
-                {
-                    "detail": f"request body of {length} bytes is over the limit of "
-                    f"{self.max_body_bytes} bytes",
-                    "request_id": request_id,
-                },
-                status_code=413,
-                headers={"X-Request-ID": request_id, "Connection": "close"},
+            await _refuse(
+                scope,
+                receive,
+                send,
+                413,
+                f"request body of {length} bytes is over the limit of {self.max_body_bytes} bytes",
+                request_id,
             )
-            await response(scope, receive, send)
+            return
+        has_body = headers.chunked or (length is not None and length > 0)
+        if has_body and not is_json(headers.content_type):
+            # Every body this API reads is JSON. Refusing the rest also keeps a
+            # browser's cross-site form or text/plain post (sent without a CORS
+            # preflight) from reaching a handler.
+            given = (
+                "none" if headers.content_type is None else headers.content_type.decode("latin-1")
+            )
+            await _refuse(
+                scope,
+                receive,
+                send,
+                415,
+                f"the body must be JSON sent as Content-Type: application/json (got {given[:80]})",
+                request_id,
+            )
             return
 
         async def send_with_id(message: Message) -> None:
@@ -108,6 +164,18 @@ class RequestContextMiddleware:
             return message
 
         return counting_receive
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, request_id: str
+) -> None:
+    response = JSONResponse(
+        {"detail": detail, "request_id": request_id},
+        status_code=status,
+        # The body was not read: the connection cannot be reused for another request.
+        headers={"X-Request-ID": request_id, "Connection": "close"},
+    )
+    await response(scope, receive, send)
 
 
 class BodyTooLargeError(HTTPException):

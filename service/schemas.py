@@ -2,9 +2,11 @@
 new code or a changed range in ``training/contract.py`` changes the API (and its
 OpenAPI document) with no edit here.
 
-The feature model is strict: integer features take JSON integers, decimal ones take
-numbers, ``dep`` takes a string code ("33", "2A"); strings for numbers, booleans and
-unknown fields are refused with 422. ``null`` or a left-out optional feature means "not
+The feature model follows the JSON Schema it publishes: integer features (counts,
+ranges and integer codes alike) take any number without a fractional part (``45`` and
+``45.0``; ``45.5`` is refused), decimal ones take numbers, ``dep`` takes a string code
+("33", "2A"); strings for numbers, numbers for ``dep``, booleans and unknown fields are
+refused with 422. ``null`` or a left-out optional feature means "not
 filled", as BAAC's -1.
 """
 
@@ -12,7 +14,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from training import contract
 
@@ -46,11 +58,63 @@ def _describe(feature: contract.Feature) -> str:
     return " ".join(parts)
 
 
+class IntegralNumber:
+    """An integer feature (a count, a range or an integer code) as JSON Schema defines
+    an integer: any number with no fractional part, so ``45`` and ``45.0`` are 45
+    (pandas writes integer columns with gaps as floats), ``45.5`` is refused, and so
+    are booleans and strings. Built from pydantic-core validators only, run in Rust:
+    a strict integer (the common case, and the fastest), else a strict number (which
+    refuses ``true`` and ``"45"``) made an integer if it has no fractional part; then
+    the range or the codes, each with its own message."""
+
+    def __init__(self, feature: contract.Feature) -> None:
+        self.minimum = None if feature.minimum is None else int(feature.minimum)
+        self.maximum = None if feature.maximum is None else int(feature.maximum)
+        self.codes = list(feature.codes) if feature.codes else None
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        integral = core_schema.union_schema(
+            [
+                core_schema.int_schema(strict=True),
+                core_schema.chain_schema(
+                    [
+                        core_schema.float_schema(strict=True, allow_inf_nan=False),
+                        core_schema.int_schema(strict=False),
+                    ]
+                ),
+            ],
+            mode="left_to_right",
+            custom_error_type="integer_type",
+            custom_error_message="Input should be an integer (a number without a fractional part)",
+        )
+        allowed: core_schema.CoreSchema
+        if self.codes is not None:
+            allowed = core_schema.literal_schema(self.codes)
+        else:
+            allowed = core_schema.int_schema(strict=True, ge=self.minimum, le=self.maximum)
+        return core_schema.chain_schema([integral, allowed])
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        published: dict[str, Any] = {"type": "integer"}
+        if self.codes is not None:
+            published["enum"] = self.codes
+        if self.minimum is not None:
+            published["minimum"] = self.minimum
+        if self.maximum is not None:
+            published["maximum"] = self.maximum
+        return published
+
+
 def _feature_type(feature: contract.Feature) -> Any:
-    if feature.kind is contract.Kind.CATEGORICAL:
+    if feature.kind is contract.Kind.CATEGORICAL and feature.is_string_coded:
+        # Strict: a department code is a string ("33", "2A"), never the number 33.
         return Literal[tuple(feature.codes)]
-    if feature.integer:
-        return Annotated[int, Field(ge=feature.minimum, le=feature.maximum)]
+    if feature.kind is contract.Kind.CATEGORICAL or feature.integer:
+        return Annotated[int, IntegralNumber(feature)]
     return Annotated[float, Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False)]
 
 
@@ -105,8 +169,9 @@ class Prediction(BaseModel):
     )
     model_version: str = Field(description="Registry version of the model that scored it.")
     request_id: str = Field(
-        description="Id of this prediction (the request's, or '<request id>-<row>' in a "
-        "batch); send it back with POST /feedback."
+        description="Id of this prediction, issued by the scorer ('<request id>-<row>' in "
+        "a batch); send it back with POST /feedback. It equals the X-Request-ID header "
+        "unless the client sent its own, which then only traces the request."
     )
 
     model_config = ConfigDict(
@@ -164,8 +229,8 @@ def batch_request_model(limit: int) -> type[BaseModel]:
 
 
 class FeedbackRequest(_StrictModel):
-    """The true severity of an accident scored earlier (by its request id), or of an
-    accident given in full (its features)."""
+    """The true severity of an accident scored earlier (by the request id of its
+    prediction), or, with the admin key, of an accident given in full (its features)."""
 
     request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN)] | None = Field(
         None,
@@ -175,8 +240,13 @@ class FeedbackRequest(_StrictModel):
     label: Literal[0, 1] = Field(description="True class: 1 prioritaire, 0 non-prioritaire.")
     features: AccidentFeatures | None = Field(
         None,
-        description="The accident's features, when the label is for a row that was not "
-        "scored here (or to be independent of the inference log).",
+        description="Admin key only: the accident's features, when the label is for a "
+        "row that was not scored here (or to be independent of the inference log).",
+    )
+    overwrite: bool = Field(
+        False,
+        description="Admin key only: replace the label stored earlier for this request "
+        "id (otherwise the first label wins and a second one gets 409).",
     )
 
     @model_validator(mode="after")
@@ -190,16 +260,14 @@ class FeedbackReceipt(BaseModel):
     model_config = _examples(
         {
             "status": "stored",
-            "request_id": "5f0c2e7d9a8b4c3d",
+            "request_id": "5f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f",
             "label": "prioritaire",
-            "key": "feedback/date=2026-11-25/scorer-7d9f-20261125T193000123456Z.parquet",
         }
     )
 
     status: Literal["stored"] = "stored"
     request_id: str = Field(description="Request id the label is stored under.")
     label: Label
-    key: str = Field(description="Storage key of the stored feedback file.")
 
 
 class Health(BaseModel):
@@ -316,6 +384,7 @@ class ValidationErrorBody(BaseModel):
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body is not JSON text (e.g. not UTF-8)."},
     413: {"model": ErrorBody, "description": "The body is over SCORER_MAX_BODY_BYTES."},
+    415: {"model": ErrorBody, "description": "The body is not sent as application/json."},
     422: {"model": ValidationErrorBody, "description": "Invalid body: each field and why."},
 }
 """Answers any endpoint that reads a JSON body may give, documented on each."""

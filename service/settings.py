@@ -54,6 +54,14 @@ class ScorerSettings(BaseSettings):
     storage_read_timeout_seconds: float = Field(
         10.0, gt=0, description="Read timeout of one storage call attempt."
     )
+    storage_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads of the scorer's own storage pool (inference-log flushes, "
+        "feedback writes, alias polls, model downloads); a hanging storage holds at most "
+        "these, never the threads that score batches.",
+    )
 
     # --- requests ---------------------------------------------------------------
     api_key: SecretStr | None = Field(
@@ -69,6 +77,48 @@ class ScorerSettings(BaseSettings):
         ge=1024,
         description="Largest request body accepted; larger ones get 413. Must hold "
         "batch_limit rows (about 600 bytes each).",
+    )
+
+    request_id_key: SecretStr | None = Field(
+        None,
+        description="Key that signs the request ids the scorer issues (HMAC), so any "
+        "replica sharing it can tell them from made-up ones when a feedback label "
+        "arrives. Must be the same on every replica (the chart generates one Secret). "
+        "Unset: a random key per process (ids cannot be labelled after a restart or on "
+        "another replica).",
+    )
+
+    # --- feedback ---------------------------------------------------------------
+    feedback_batch_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Group commit: labels arriving within this window are stored as one file.",
+    )
+    feedback_max_pending: int = Field(
+        1000,
+        ge=1,
+        description="Most labels waiting for the storage at once; beyond, 503 at once.",
+    )
+    feedback_wait_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a feedback request waits for its label to be stored (then "
+        "503, not stored); a write stuck longer makes new labels get 503 at once.",
+    )
+    feedback_remembered_ids: int = Field(
+        100_000,
+        ge=1,
+        description="Labelled request ids this process remembers to refuse a second "
+        "label with 409 (the training job's reader applies the rule to all of them).",
+    )
+    feedback_rate_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="Labels per second a client (one IP address) may send, sustained; "
+        "beyond, 429 with Retry-After. The admin key is not limited.",
+    )
+    feedback_burst: int = Field(
+        200, ge=1, description="Labels a client may send at once before the rate applies."
     )
 
     # --- confidence tiers ---------------------------------------------------------
@@ -154,7 +204,7 @@ class ScorerSettings(BaseSettings):
         False, description="uvicorn's per-request access log (costs about 6% throughput)."
     )
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "request_id_key", mode="before")
     @classmethod
     def _blank_key_is_no_key(cls, value: object) -> object:
         # A chart renders an unset secret as an empty variable: that means "no key",

@@ -9,9 +9,12 @@ from service.feedback import FeedbackStore
 from service.inference_log import InferenceLog
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
+from service.rate_limit import RateLimiter
+from service.request_ids import RequestIdSigner
 from service.retrain import RetrainLauncher
 from service.scoring import Scorer, ScoringStats
 from service.settings import ScorerSettings
+from service.storage_executor import StorageExecutor
 
 
 @dataclass
@@ -25,3 +28,6 @@ class ScorerState:
     feedback: FeedbackStore
     retrain: RetrainLauncher
     host: str
+    storage_executor: StorageExecutor
+    request_ids: RequestIdSigner
+    feedback_limiter: RateLimiter

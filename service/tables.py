@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from training import contract, layout
 
 if TYPE_CHECKING:
+    from service.feedback import FeedbackLabel
     from service.inference_log import LogChunk
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
@@ -53,6 +54,7 @@ FEEDBACK_SCHEMA = pa.schema(
         pa.field(layout.REQUEST_ID, pa.string(), nullable=False),
         pa.field(layout.RECEIVED_AT, TIMESTAMP_TYPE, nullable=False),
         pa.field(layout.LABEL, pa.int64(), nullable=False),
+        pa.field(layout.OVERWRITE, pa.bool_(), nullable=False),
         *FEATURE_FIELDS,
     ]
 )
@@ -143,13 +145,13 @@ def inference_log_parquet(chunks: Sequence[LogChunk]) -> bytes:
     return _parquet_bytes(pa.Table.from_arrays(columns, schema=INFERENCE_LOG_SCHEMA))
 
 
-def feedback_parquet(
-    request_id: str, received_at: float, label: int, features: Mapping[str, Any] | None
-) -> bytes:
+def feedback_parquet(labels: Sequence[FeedbackLabel]) -> bytes:
+    """One parquet file of a group commit's labels, in arrival order."""
     columns = [
-        pa.array([request_id], pa.string()),
-        _epoch_microseconds([received_at]),
-        pa.array([label], pa.int64()),
-        *_feature_columns([features]),
+        pa.array([label.request_id for label in labels], pa.string()),
+        _epoch_microseconds([label.received_at for label in labels]),
+        pa.array([label.label for label in labels], pa.int64()),
+        pa.array([label.overwrite for label in labels], pa.bool_()),
+        *_feature_columns([label.features for label in labels]),
     ]
     return _parquet_bytes(pa.Table.from_arrays(columns, schema=FEEDBACK_SCHEMA))

@@ -4,6 +4,7 @@ running the whole training job."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -59,6 +60,40 @@ def publish_model(
         **(manifest_extra or {}),
     }
     published = registry.publish(version, files, manifest)
+    if promote:
+        registry.promote(version, reason="test")
+    return published
+
+
+class _RunsCode:
+    """Unpickling this object creates a file: proof that a pickle was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def malicious_pickle(marker: Path) -> bytes:
+    """A joblib payload that creates ``marker`` when it is loaded."""
+    buffer = io.BytesIO()
+    joblib.dump(_RunsCode(marker), buffer)
+    return buffer.getvalue()
+
+
+def publish_pickle_only(
+    registry: Registry, version: str, payload: bytes, *, promote: bool = True
+) -> dict[str, Any]:
+    """A version with only ``model.joblib`` (no ONNX twin), its checksum in a manifest
+    that is valid in every other way: what an attacker with write access could make."""
+    manifest = {
+        "threshold": 0.5,
+        "contract_fingerprint": contract.contract_fingerprint(),
+        "data": {"fingerprint": "pickle-only", "class_balance": {}},
+        "metrics": {"roc_auc": 0.9},
+    }
+    published = registry.publish(version, {layout.MODEL_JOBLIB: payload}, manifest)
     if promote:
         registry.promote(version, reason="test")
     return published

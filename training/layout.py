@@ -62,9 +62,18 @@ INFERENCE_LOG_COLUMNS: tuple[str, ...] = (
 
 # Feedback columns: the true label for a request id, with the features when the
 # caller sent them (otherwise training joins the inference log on the request id).
+# ``overwrite`` marks a correction sent with the admin key: it replaces the label
+# stored before it, where any other later label for the same id is ignored.
 LABEL = "label"
 RECEIVED_AT = "received_at"
-FEEDBACK_COLUMNS: tuple[str, ...] = (REQUEST_ID, RECEIVED_AT, LABEL, *contract.FEATURE_NAMES)
+OVERWRITE = "overwrite"
+FEEDBACK_COLUMNS: tuple[str, ...] = (
+    REQUEST_ID,
+    RECEIVED_AT,
+    LABEL,
+    OVERWRITE,
+    *contract.FEATURE_NAMES,
+)
 
 
 def validate_name(kind: str, value: str) -> str:

@@ -13,8 +13,9 @@ shape is one :class:`RegistryError` naming the file and what is wrong.
 
 Loading verifies the model file's sha256 against the manifest and the manifest's
 contract against the code's before anything is deserialised. The scorer loads the
-ONNX file (onnxruntime executes no Python code); the joblib pipeline is the fallback
-for a version that has no ONNX twin, and needs scikit-learn.
+ONNX file only (onnxruntime executes no Python code; a version without one is
+refused); the joblib pipeline is unpickled only by the training job, through
+:meth:`Registry.load_pipeline`.
 
 This module is imported by the scorer: its heavy imports stay inside functions.
 """
@@ -256,18 +257,31 @@ class Registry:
             )
         return data
 
-    def load(self, version: str, *, prefer_onnx: bool = True) -> ScoringModel:
-        """A verified model ready to score. Verification happens before the bytes are
-        handed to onnxruntime or joblib."""
+    def load(self, version: str) -> ScoringModel:
+        """A verified ONNX model ready to score: what the scorer serves, and nothing
+        else. A version whose manifest lists no ``model.onnx`` is refused, never
+        unpickled: the manifest is written by whoever wrote the files it vouches for, so
+        a matching checksum proves nothing about a pickle's safety, and unpickling runs
+        arbitrary code. Verification happens before the bytes reach onnxruntime."""
+        manifest = self.manifest(version)
+        where = f"model {self.name} version {version}"
+        verify_contract(manifest, where=where)
+        if layout.MODEL_ONNX not in manifest.get("files", {}):
+            raise ArtifactVerificationError(
+                f"{where} has no ONNX twin ({layout.MODEL_ONNX} is not in its manifest); "
+                "the scorer serves ONNX models only and never unpickles a model file"
+            )
+        onnx_bytes = self.read_file(version, layout.MODEL_ONNX)
+        return OnnxScoringModel(version, manifest, _threshold(manifest), onnx_session(onnx_bytes))
+
+    def load_pipeline(self, version: str) -> ScoringModel:
+        """The version's scikit-learn pipeline, unpickled: for the training job only
+        (e.g. to evaluate a production model that has no ONNX twin), which runs on
+        data and artifacts it trusts. The scorer must use :meth:`load`."""
         manifest = self.manifest(version)
         verify_contract(manifest, where=f"model {self.name} version {version}")
-        threshold = float(manifest.get("threshold", 0.5))
-        files = manifest.get("files", {})
-        if prefer_onnx and layout.MODEL_ONNX in files:
-            onnx_bytes = self.read_file(version, layout.MODEL_ONNX)
-            return OnnxScoringModel(version, manifest, threshold, onnx_session(onnx_bytes))
         pipeline = _unpickle(self.read_file(version, layout.MODEL_JOBLIB))
-        return SklearnScoringModel(version, manifest, threshold, pipeline)
+        return SklearnScoringModel(version, manifest, _threshold(manifest), pipeline)
 
     # --- writing ---------------------------------------------------------------
 
@@ -363,6 +377,10 @@ def verify_contract(manifest: Mapping[str, Any], *, where: str) -> None:
             f"{where}: feature contract {str(recorded)[:12]}… differs from this code's "
             f"{expected[:12]}…; retrain the model with this version of the code"
         )
+
+
+def _threshold(manifest: Mapping[str, Any]) -> float:
+    return float(manifest.get("threshold", 0.5))
 
 
 def onnx_session(onnx_bytes: bytes) -> Any:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, status
 
-from service.dependencies import AdminDep, StateDep
+from service.dependencies import AdminDep, ModelDep, StateDep
 from service.schemas import BODY_ERRORS, ErrorBody, ReloadResult, RetrainAccepted, RetrainRequest
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,6 +35,17 @@ async def reload_model(state: StateDep) -> dict[str, Any]:
         "previous_version": result.previous_version,
         "load_seconds": None if result.load_seconds is None else round(result.load_seconds, 4),
     }
+
+
+@router.get(
+    "/model/manifest",
+    summary="The served version's whole manifest",
+    responses={503: {"model": ErrorBody, "description": "No model loaded yet."}},
+)
+async def model_manifest(loaded: ModelDep) -> dict[str, Any]:
+    """The manifest.json of the served version, as published (data sources, code and
+    library versions, checksums); GET /model/info is its public summary."""
+    return dict(loaded.manifest)
 
 
 @router.post(

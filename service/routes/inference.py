@@ -11,21 +11,26 @@ No ``from __future__ import annotations`` here: the batch body type is a closure
 variable, and FastAPI must see the real type, not a string it cannot resolve.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from service.dependencies import (
-    RequestIdDep,
+    IssuedIdDep,
+    OptionalAdminDep,
     StateDep,
-    request_id_of,
+    issued_id_of,
     scorer_state,
     serving_model,
 )
+from service.errors import FeedbackForbiddenError, RateLimitedError
+from service.feedback import FeedbackLabel
 from service.json_body import FastJSONResponse, parse_json_body, request_body_doc
 from service.metrics import LABELS
 from service.schemas import (
@@ -36,6 +41,7 @@ from service.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
     Prediction,
+    ValidationErrorBody,
     feature_row,
 )
 from training import contract
@@ -116,7 +122,7 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
         features = parse_json_body(AccidentFeatures, await request.body())
         state = scorer_state(request)
         loaded = serving_model(state)
-        result = state.scorer.score_one(loaded, feature_row(features), request_id_of(request))
+        result = state.scorer.score_one(loaded, feature_row(features), issued_id_of(request))
         return FastJSONResponse(result)
 
     @router.post(
@@ -135,7 +141,7 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
         body = parse_json_body(batch_request, await request.body())
         state = scorer_state(request)
         loaded = serving_model(state)
-        request_id = request_id_of(request)
+        request_id = issued_id_of(request)
         rows = [feature_row(row) for row in body.rows]  # type: ignore[attr-defined]
         predictions = await state.scorer.score_many(loaded, rows, request_id)
         return FastJSONResponse(
@@ -148,34 +154,81 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
         summary="Send the true severity of an accident",
         responses={
             **BODY_ERRORS,
-            503: {"model": ErrorBody, "description": "Storage down: the label was NOT stored."},
+            401: {"model": ErrorBody, "description": "Wrong API key."},
+            403: {"model": ErrorBody, "description": "Features or overwrite without the key."},
+            409: {"model": ErrorBody, "description": "This request id already has a label."},
+            422: {
+                "model": ValidationErrorBody,
+                "description": "Invalid body, or a request id this scorer did not issue.",
+            },
+            429: {"model": ErrorBody, "description": "Too many labels; see Retry-After."},
+            503: {"model": ErrorBody, "description": "Storage slow or down: NOT stored."},
         },
     )
     async def feedback(
+        request: Request,
         body: Annotated[
             FeedbackRequest,
             Body(
                 openapi_examples={
                     "by_request_id": {
                         "summary": "Label for an earlier prediction",
-                        "value": {"request_id": "5f0c2e7d9a8b4c3d", "label": 1},
+                        "value": {"request_id": "5f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f", "label": 1},
                     },
                     "with_features": {
-                        "summary": "Label for an accident given in full",
+                        "summary": "Label for an accident given in full (admin key)",
                         "value": {"label": 0, "features": _EXAMPLE},
                     },
                 }
             ),
         ],
         state: StateDep,
-        request_id: RequestIdDep,
+        issued_id: IssuedIdDep,
+        admin: OptionalAdminDep,
     ) -> dict[str, Any]:
-        """Stores the label for the next training run. Without `request_id` the label
-        is stored under this request's id."""
-        labelled_id = body.request_id or request_id
-        features = None if body.features is None else feature_row(body.features)
-        key = await state.feedback.store(labelled_id, body.label, features)
-        return {"request_id": labelled_id, "label": LABELS[body.label], "key": key}
+        """Stores the label for the next training run, once: a label is accepted for
+        the `request_id` of a prediction this scorer made (a batch row's is
+        `<request_id>-<i>`), and the first label of an id wins. With the admin key
+        (X-API-Key) a label may come with the accident's features (then
+        `request_id` may be left out) or replace an earlier one (`"overwrite": true`)."""
+        if not admin:
+            client = request.client.host if request.client else "unknown"
+            retry_after = state.feedback_limiter.take(client)
+            if retry_after is not None:
+                raise RateLimitedError(
+                    f"too many feedback labels from {client}: at most "
+                    f"{state.settings.feedback_rate_per_second:g} a second "
+                    f"(bursts of {state.settings.feedback_burst})",
+                    retry_after,
+                )
+            if body.features is not None or body.overwrite:
+                raise FeedbackForbiddenError(
+                    "labels with features and overwrites need the admin key (X-API-Key); "
+                    "send the request_id of the prediction instead"
+                )
+        labelled_id = body.request_id or issued_id
+        if not admin and not state.request_ids.issued(labelled_id):
+            # A field problem like any other, in the same shape as the other 422s.
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "request_id_not_issued",
+                        "loc": ("body", "request_id"),
+                        "msg": f"request id {labelled_id!r} was not issued by this scorer: "
+                        "send the request_id of a prediction (a batch row's is "
+                        "'<request_id>-<i>')",
+                    }
+                ]
+            )
+        label = FeedbackLabel(
+            request_id=labelled_id,
+            label=body.label,
+            features=None if body.features is None else feature_row(body.features),
+            overwrite=body.overwrite,
+            received_at=time.time(),
+        )
+        await state.feedback.store(label)
+        return {"request_id": labelled_id, "label": LABELS[body.label]}
 
     fast_routes: list[BaseRoute] = [
         _PlainRoute("/predict", predict, methods=["POST"], include_in_schema=False),

@@ -298,6 +298,8 @@ def test_scorer_storage_and_settings_environment(scenario: Rendered) -> None:
     assert env["AWS_ENDPOINT_URL"]["value"].startswith("http")
     assert "secretKeyRef" in env["AWS_ACCESS_KEY_ID"]["valueFrom"]
     assert "secretKeyRef" in env["SCORER_API_KEY"]["valueFrom"]
+    # One signing key for every replica: a Secret, never a per-pod value.
+    assert "secretKeyRef" in env["SCORER_REQUEST_ID_KEY"]["valueFrom"]
     assert env["SCORER_RETRAIN_MODE"]["value"] == scenario.values["scorer"]["retrain"]["mode"]
 
 
@@ -444,6 +446,7 @@ def external_secrets(values: dict[str, Any]) -> set[str]:
             external["existingSecret"],
             *external["roleSecrets"].values(),
             values["scorer"]["apiKey"]["existingSecret"],
+            values["scorer"]["requestIdKey"]["existingSecret"],
             values["grafana"]["admin"]["existingSecret"],
         )
         if s

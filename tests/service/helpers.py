@@ -31,7 +31,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, step: float =
 class SwitchableProxy:
     """A TCP forwarder on a loopback port that can be switched off to simulate a
     storage outage: when down it closes open connections and resets new ones, while
-    the real server behind it (and its data) stays up."""
+    the real server behind it (and its data) stays up. When hanging it accepts new
+    connections and never answers them, as a storage that stopped responding does
+    (the client waits for its own timeout)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         import socket
@@ -42,8 +44,10 @@ class SwitchableProxy:
         self.port = int(self._listener.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.up = True
+        self.hanging = False
         self._closed = False
         self._connections: list[socket.socket] = []
+        self._held: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, name="proxy", daemon=True)
         self._thread.start()
@@ -55,6 +59,10 @@ class SwitchableProxy:
             try:
                 client, _ = self._listener.accept()
             except (TimeoutError, OSError):
+                continue
+            if self.hanging:
+                with self._lock:
+                    self._held.append(client)
                 continue
             if not self.up:
                 client.close()
@@ -92,11 +100,25 @@ class SwitchableProxy:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def set_hanging(self) -> None:
+        """Open connections are cut; new ones are accepted and left unanswered."""
+        self.hanging = True
+        self.set_down()
+
     def set_up(self) -> None:
+        """Forwards again; connections held while hanging are closed (their clients
+        see an error at once instead of waiting for their timeout)."""
+        self.hanging = False
         self.up = True
+        with self._lock:
+            held, self._held = self._held, []
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def close(self) -> None:
         self._closed = True
+        self.set_up()
         self.set_down()
         self._thread.join(5)
         self._listener.close()

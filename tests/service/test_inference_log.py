@@ -18,6 +18,7 @@ import pytest
 
 from service.inference_log import InferenceLog, LogChunk
 from service.metrics import ScorerMetrics
+from service.storage_executor import StorageExecutor
 from service.tables import INFERENCE_LOG_SCHEMA
 from training import contract, layout
 from training.errors import StorageError
@@ -84,7 +85,9 @@ def make_log(storage: FlakyStorage, **overrides: Any) -> tuple[InferenceLog, Sco
         "retry_max_seconds": 0.2,
     }
     values.update(overrides)
-    return InferenceLog(storage, metrics, **values), metrics
+    executor = StorageExecutor(2)
+    executor.start()
+    return InferenceLog(storage, metrics, executor, **values), metrics
 
 
 def run(coroutine: Awaitable[T]) -> T:

@@ -12,8 +12,15 @@ import pytest
 from service.errors import ModelLoadError
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder, verify_by_scoring
+from service.storage_executor import StorageExecutor
 from tests.service.helpers import V1, V2
 from training.registry import Registry
+
+
+def started_executor() -> StorageExecutor:
+    executor = StorageExecutor(2)
+    executor.start()
+    return executor
 
 
 def failures(metrics: ScorerMetrics) -> float:
@@ -24,7 +31,7 @@ def failures(metrics: ScorerMetrics) -> float:
 
 def test_refresh_loads_then_reports_unchanged(registry: Registry) -> None:
     async def scenario() -> None:
-        holder = ModelHolder(registry, "production", ScorerMetrics())
+        holder = ModelHolder(registry, "production", ScorerMetrics(), started_executor())
         first = await holder.refresh()
         assert (first.changed, first.version, first.previous_version) == (True, V1, None)
         second = await holder.refresh()
@@ -39,7 +46,7 @@ def test_poller_picks_up_a_promotion_and_survives_failures(
 ) -> None:
     async def scenario() -> None:
         metrics = ScorerMetrics()
-        holder = ModelHolder(registry, "production", metrics)
+        holder = ModelHolder(registry, "production", metrics, started_executor())
         await holder.refresh()
         real_alias_version = registry.alias_version
         broken = {"left": 2}
@@ -71,7 +78,7 @@ def test_poller_picks_up_a_promotion_and_survives_failures(
 def test_no_promoted_version_is_a_counted_failure(registry: Registry) -> None:
     async def scenario() -> None:
         metrics = ScorerMetrics()
-        holder = ModelHolder(registry, "staging", metrics)
+        holder = ModelHolder(registry, "staging", metrics, started_executor())
         with pytest.raises(ModelLoadError, match=r"no version .* alias 'staging'"):
             await holder.refresh()
         assert holder.current is None

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.factories import publish_model, random_features
+from tests.factories import (
+    malicious_pickle,
+    publish_model,
+    publish_pickle_only,
+    random_features,
+)
 from training import contract, layout
 from training.errors import ArtifactVerificationError, RegistryError
 from training.registry import Registry, new_version, sha256_hex
@@ -40,16 +45,21 @@ def test_onnx_and_joblib_give_the_same_probabilities(registry):
     publish_model(registry, "v1")
     rows = random_features(200, seed=3)
     onnx_model = registry.load("v1")
-    sklearn_model = registry.load("v1", prefer_onnx=False)
+    sklearn_model = registry.load_pipeline("v1")
     assert sklearn_model.runtime == "scikit-learn"
     np.testing.assert_allclose(
         onnx_model.predict_proba(rows), sklearn_model.predict_proba(rows), atol=1e-5
     )
 
 
-def test_version_without_onnx_falls_back_to_joblib(registry):
-    publish_model(registry, "v1", onnx=False)
-    assert registry.load("v1").runtime == "scikit-learn"
+def test_version_without_onnx_is_refused_and_its_pickle_never_runs(registry, tmp_path):
+    """The manifest vouches for a pickle whose checksum matches; load must still not
+    unpickle it (that would run its code)."""
+    marker = tmp_path / "pickle-ran"
+    publish_pickle_only(registry, "v1", malicious_pickle(marker))
+    with pytest.raises(ArtifactVerificationError, match=r"no ONNX twin .*never unpickles"):
+        registry.load("v1")
+    assert not marker.exists()
 
 
 def test_versions_are_immutable(registry):

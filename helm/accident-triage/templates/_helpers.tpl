@@ -298,6 +298,10 @@ Call with (list $ "secret-name" "key" 32).
 {{- default (include "triage.componentName" (list . "scorer-api-key")) .Values.scorer.apiKey.existingSecret }}
 {{- end }}
 
+{{- define "triage.scorerRequestIdKeySecretName" -}}
+{{- default (include "triage.componentName" (list . "scorer-request-id-key")) .Values.scorer.requestIdKey.existingSecret }}
+{{- end }}
+
 {{/*
 What a pod reads from a Secret, for its checksum annotation: the generated content when
 the chart makes the Secret, else the existing Secret as the cluster holds it (lookup;

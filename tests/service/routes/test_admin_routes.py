@@ -21,6 +21,7 @@ from service.app import create_app
 from service.errors import RetrainLaunchError
 from service.metrics import ScorerMetrics
 from service.retrain import RetrainLauncher
+from tests.factories import malicious_pickle, publish_pickle_only
 from tests.service.helpers import API_KEY, AUTH, wait_for
 from training import contract, layout
 from training.registry import Registry
@@ -77,6 +78,35 @@ def test_reload_swaps_to_the_promoted_version(client: TestClient, registry: Regi
     assert 'triage_model_info{runtime="onnxruntime",version="v2"} 1.0' in text
     assert 'version="v1"' not in text.split("# TYPE triage_model_info gauge")[1].split("# HELP")[0]
     assert 'triage_model_reloads_total{result="success"} 2.0' in text
+
+
+def test_a_version_without_onnx_is_refused_unpickled_and_ready_says_why(
+    client: TestClient, registry: Registry, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-ran"
+    publish_pickle_only(registry, "v3", malicious_pickle(marker))
+    response = client.post("/model/reload", headers=AUTH)
+    assert response.status_code == 503
+    assert "no ONNX twin" in response.json()["detail"]
+    assert "still serving v1" in response.json()["detail"]
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["model_version"] == "v1"
+    assert "no ONNX twin" in ready["detail"]
+    assert client.post("/predict", json=ROW).json()["model_version"] == "v1"
+    assert not marker.exists()
+
+
+def test_a_fresh_scorer_refuses_a_pickle_only_version(
+    make_client: Callable[..., TestClient], registry: Registry, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-ran"
+    publish_pickle_only(registry, "v3", malicious_pickle(marker))
+    client = make_client()
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert "no ONNX twin" in response.json()["detail"]
+    assert client.post("/predict", json=ROW).status_code == 503
+    assert not marker.exists()
 
 
 def test_a_corrupted_version_is_refused_and_the_old_one_kept(

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from training import contract
+from service.app import create_app
+from service.settings import ScorerSettings
+from tests.service.helpers import AUTH
+from tests.support import free_port
+from training import contract, layout
+from training.storage import S3Storage
 
 ROW = contract.example_row()
 
@@ -38,16 +43,54 @@ def test_ready_names_the_served_version(client: TestClient) -> None:
     assert response.json()["model_version"] == "v1"
 
 
-def test_model_info_is_the_manifest(client: TestClient) -> None:
+def test_model_info_is_a_public_summary_and_the_manifest_needs_the_key(
+    client: TestClient,
+) -> None:
     info = client.get("/model/info").json()
     assert info["version"] == "v1"
     assert info["alias"] == "production"
     assert info["name"] == "accident-severity"
     assert info["runtime"] == "onnxruntime"
     assert info["threshold"] == 0.5
-    assert info["manifest"]["contract_fingerprint"] == contract.contract_fingerprint()
-    assert info["manifest"]["version"] == "v1"
-    assert "model.onnx" in info["manifest"]["files"]
+    assert info["contract_fingerprint"] == contract.contract_fingerprint()
+    assert info["metrics"] == {"roc_auc": 0.9}
+    assert "manifest" not in info and "files" not in client.get("/model/info").text
+    assert client.get("/model/manifest").status_code == 401
+    manifest = client.get("/model/manifest", headers=AUTH).json()
+    assert manifest["version"] == "v1"
+    assert "model.onnx" in manifest["files"]
+
+
+def test_an_unreachable_storage_is_reported_without_its_endpoint_or_bucket(
+    make_client: Callable[..., TestClient], make_settings: Callable[..., ScorerSettings]
+) -> None:
+    port = free_port()  # nothing listens there: every call is refused
+    storage = S3Storage(
+        "internal-bucket-name",
+        "internal/prefix",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        max_attempts=1,
+        connect_timeout=1,
+    )
+    client = make_client(create_app(make_settings(), registry_storage=storage))
+    for response in (client.get("/ready"), client.post("/predict", json=ROW)):
+        assert response.status_code == 503
+        detail = response.json()["detail"]
+        assert "storage cannot be read" in detail
+        for secret in ("internal-bucket-name", "internal/prefix", str(port), "s3://"):
+            assert secret not in response.text
+
+
+def test_a_refused_artifact_is_named_without_its_path(
+    make_client: Callable[..., TestClient], registry_root: Path
+) -> None:
+    onnx = registry_root / layout.version_prefix("accident-severity", "v1") / layout.MODEL_ONNX
+    onnx.write_bytes(onnx.read_bytes()[:-10] + b"tampered!!")
+    client = make_client()
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert "model.onnx: sha256" in response.json()["detail"]
+    assert str(registry_root) not in response.text and "file://" not in response.text
 
 
 def test_model_info_is_503_without_a_model(
