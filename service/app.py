@@ -119,7 +119,7 @@ def create_app(
             wait_seconds=settings.feedback_wait_seconds,
             remembered_ids=settings.feedback_remembered_ids,
         ),
-        retrain=RetrainLauncher(settings, holder, metrics, host=host),
+        retrain=RetrainLauncher(settings, holder, metrics, storage_executor=executor, host=host),
         host=host,
         storage_executor=executor,
         request_ids=RequestIdSigner(

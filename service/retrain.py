@@ -39,6 +39,7 @@ from service.errors import (
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
 from service.settings import RetrainMode, ScorerSettings
+from service.storage_executor import StorageExecutor
 from training import claims
 from training.errors import RetrainClaimedError, StorageError
 from training.storage import Storage
@@ -65,6 +66,7 @@ class RetrainLauncher:
         holder: ModelHolder,
         metrics: ScorerMetrics,
         *,
+        storage_executor: StorageExecutor,
         host: str,
         namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE,
         clock: Callable[[], datetime] | None = None,
@@ -72,6 +74,9 @@ class RetrainLauncher:
         self.settings = settings
         self.holder = holder
         self.metrics = metrics
+        # Claims are storage calls: on the storage pool, never queued behind (or ahead
+        # of) the model calls of large batches.
+        self.storage_executor = storage_executor
         self.host = host
         self.namespace_file = namespace_file
         # Names the decision window of a request; tests pin it to one hour.
@@ -105,7 +110,7 @@ class RetrainLauncher:
                 # Nothing was started under the claim: another trigger may try again.
                 # Best effort: a claim that cannot be given back only holds its hour.
                 with contextlib.suppress(StorageError):
-                    await asyncio.to_thread(claims.release, self._claim_storage, claim)
+                    await self.storage_executor.run(claims.release, self._claim_storage, claim)
                 raise
         except Exception:
             self.metrics.retrain_requests.labels("rejected").inc()
@@ -121,7 +126,7 @@ class RetrainLauncher:
     async def _claim(self, reason: str) -> claims.RetrainClaim:
         now = self.clock()
         try:
-            return await asyncio.to_thread(
+            return await self.storage_executor.run(
                 claims.claim_retrain,
                 self._claim_storage,
                 self.settings.model_name,

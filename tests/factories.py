@@ -4,6 +4,7 @@ running the whole training job."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -95,5 +96,11 @@ def publish_pickle_only(
     }
     published = registry.publish(version, {layout.MODEL_JOBLIB: payload}, manifest)
     if promote:
-        registry.promote(version, reason="test")
+        # Registry.promote refuses a version without ONNX: the attacker writes the
+        # pointer itself.
+        pointer = {"alias": layout.PRODUCTION_ALIAS, "version": version, "reason": "test"}
+        registry.storage.write_bytes(
+            layout.alias_key(registry.name, layout.PRODUCTION_ALIAS),
+            json.dumps(pointer).encode("utf-8"),
+        )
     return published

@@ -41,6 +41,11 @@ class ArtifactVerificationError(RegistryError):
     """A model file's checksum or a manifest's contract does not match."""
 
 
+class PromotionConflictError(RegistryError):
+    """Another promotion moved the alias first (or it no longer names the version the
+    caller judged against): this one did not happen."""
+
+
 class RetrainClaimedError(TrainingError):
     """Another trigger already claimed the retrain of this model for this decision
     window: nothing new is started. ``holder`` describes who, when it could be read."""

@@ -12,7 +12,9 @@ module names every key so the three agree.
     models/<name>/<version>/manifest.json     written last: a version without it
                                               does not exist
     models/<name>/aliases/<alias>.json        pointer to a version, written last of all
-    models/<name>/aliases/history/<ts>-<alias>.json  every alias change, for audit
+    models/<name>/aliases/history/<alias>-<generation>.json  every alias change, for
+                                                     audit; created (never replaced) before
+                                                     the pointer moves: the promotion's claim
     inference-logs/date=YYYY-MM-DD/<host>-<ts>.parquet
     feedback/date=YYYY-MM-DD/<host>-<ts>.parquet
     reports/drift/<ts>/{report.html,snapshot.json,summary.json}
@@ -96,8 +98,10 @@ def alias_key(name: str, alias: str) -> str:
     return f"{model_prefix(name)}aliases/{validate_name('alias', alias)}.json"
 
 
-def alias_history_key(name: str, alias: str, when: datetime) -> str:
-    return f"{model_prefix(name)}aliases/history/{timestamp_slug(when)}-{alias}.json"
+def alias_history_key(name: str, alias: str, generation: int) -> str:
+    """The record of the alias's ``generation``-th value: zero-padded, so the history
+    lists in promotion order."""
+    return f"{model_prefix(name)}aliases/history/{alias}-{generation:08d}.json"
 
 
 def retrain_claim_key(name: str, window: str) -> str:

@@ -43,6 +43,7 @@ from training.errors import (
     ArtifactVerificationError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PromotionConflictError,
     RegistryError,
 )
 from training.storage import Storage, create_once
@@ -111,6 +112,9 @@ class AliasSchema(BaseModel):
     previous: str | None = None
     promoted_at: str | None = None
     reason: str | None = None
+    # How many times the alias moved; pointers written before promotions were claims
+    # have none, and count as generation 0.
+    generation: int = Field(0, ge=0)
 
     @field_validator("version")
     @classmethod
@@ -189,6 +193,14 @@ class SklearnScoringModel:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(self.pipeline.predict_proba(features)[:, 1], dtype=np.float64)
+
+
+class AnyCurrent:
+    """``Registry.promote(replacing=ANY_CURRENT)``: an operator's promotion, whatever
+    the alias names now."""
+
+
+ANY_CURRENT = AnyCurrent()
 
 
 class Registry:
@@ -347,24 +359,84 @@ class Registry:
             return "publisher unknown"
 
     def promote(
-        self, version: str, *, reason: str, alias: str = layout.PRODUCTION_ALIAS
+        self,
+        version: str,
+        *,
+        reason: str,
+        alias: str = layout.PRODUCTION_ALIAS,
+        replacing: str | AnyCurrent | None = ANY_CURRENT,
     ) -> dict[str, Any]:
-        """Points the alias at a complete version (rollback is promoting an older
-        one). The history entry is written before the pointer, so every pointer
-        value has an audit record."""
+        """Points the alias at a complete, servable version (rollback is promoting an
+        older one).
+
+        A promotion is a claim: it creates the history record of the alias's next
+        generation (create-if-absent) before moving the pointer, so of two promotions
+        racing from the same alias value exactly one happens and the other gets a
+        PromotionConflictError; every pointer value has its audit record. ``replacing``
+        is the version the caller judged the new one against (None: no production
+        yet): when the alias names another one by now, nothing is promoted."""
         manifest = self.manifest(version)
-        verify_contract(manifest, where=f"model {self.name} version {version}")
+        where = f"model {self.name} version {version}"
+        verify_contract(manifest, where=where)
+        if layout.MODEL_ONNX not in manifest.get("files", {}):
+            raise ArtifactVerificationError(
+                f"{where} has no ONNX twin: the scorer serves ONNX only, so it cannot be promoted"
+            )
+        # An operator's promotion retries once after finishing an interrupted one; a
+        # judged promotion never does: the alias no longer names what it was judged on.
+        for _ in range(2):
+            current = self.alias(alias)
+            current_version = None if current is None else str(current["version"])
+            if not isinstance(replacing, AnyCurrent) and current_version != replacing:
+                raise PromotionConflictError(
+                    f"alias {alias} of model {self.name} now names "
+                    f"{current_version or 'nothing'}, not {replacing or 'nothing'} as when "
+                    f"this promotion was decided; {version} was not promoted"
+                )
+            generation = (0 if current is None else int(current.get("generation", 0))) + 1
+            pointer = self._claim_generation(alias, version, current_version, generation, reason)
+            if pointer is not None:
+                return pointer
+        raise PromotionConflictError(
+            f"alias {alias} of model {self.name} keeps moving under this promotion; "
+            f"{version} was not promoted"
+        )
+
+    def _claim_generation(
+        self, alias: str, version: str, previous: str | None, generation: int, reason: str
+    ) -> dict[str, Any] | None:
+        """Creates the history record of the alias's ``generation``-th value, then
+        moves the pointer to it. None when another promotion holds that generation:
+        its pointer is (re)written from its record first, so a promotion that crashed
+        between the two writes is completed instead of blocking every later one. The
+        pointer is the record's exact bytes, so completing one still in progress
+        writes what its owner writes."""
         now = datetime.now(UTC)
         pointer = {
             "alias": alias,
             "version": version,
-            "previous": self.alias_version(alias),
+            "previous": previous,
+            "generation": generation,
             "promoted_at": now.isoformat(),
             "reason": reason,
+            "host": socket.gethostname(),
+            # Makes the record unique, so a retried create that finds it knows it is its own.
+            "token": secrets.token_hex(8),
         }
         body = json.dumps(pointer, indent=2).encode("utf-8")
-        self.storage.write_bytes(layout.alias_history_key(self.name, alias, now), body)
-        self.storage.write_bytes(layout.alias_key(self.name, alias), body)
+        history_key = layout.alias_history_key(self.name, alias, generation)
+        try:
+            create_once(self.storage, history_key, body, content_type="application/json")
+        except ObjectExistsError:
+            winner = self.storage.read_bytes(history_key)
+            _validated(AliasSchema, winner, what="alias history record", where=history_key)
+            self.storage.write_bytes(
+                layout.alias_key(self.name, alias), winner, content_type="application/json"
+            )
+            return None
+        self.storage.write_bytes(
+            layout.alias_key(self.name, alias), body, content_type="application/json"
+        )
         return pointer
 
 

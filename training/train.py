@@ -30,7 +30,7 @@ from sklearn.model_selection import PredefinedSplit, cross_val_predict
 from training import contract, decision, layout
 from training.baac import read_raw
 from training.dataset import assemble, data_fingerprint
-from training.errors import RegistryError, TrainingError
+from training.errors import PromotionConflictError, RegistryError, TrainingError
 from training.feedback import FEEDBACK_ID_PREFIX, load_feedback
 from training.model import (
     ONNX_TOLERANCE,
@@ -487,7 +487,12 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     }
     registry.publish(version, files, manifest)
     if promote:
-        registry.promote(version, reason=reason)
+        try:
+            registry.promote(version, reason=reason, replacing=production_version)
+        except PromotionConflictError as conflict:
+            # Another run moved production while this one trained: this model was
+            # judged against a champion that is no longer the one it would replace.
+            promote, reason = False, str(conflict)
     production_metrics = comparison["production_metrics_same_rows"]
     summary.update(
         status="trained",

@@ -59,7 +59,9 @@ async def model_manifest(loaded: ModelDep) -> dict[str, Any]:
         409: {
             "model": ErrorBody,
             "description": "A training run is in progress (local run, or a Job of the "
-            "CronJob still active or started in the same minute).",
+            "CronJob still active), or the retrain of this decision window (the UTC hour) "
+            "was already claimed by the drift job or another call: the answer names "
+            "the holder.",
         },
         503: {"model": ErrorBody, "description": "The run could not be started."},
     },

@@ -14,7 +14,7 @@ from tests.factories import (
     random_features,
 )
 from training import contract, layout
-from training.errors import ArtifactVerificationError, RegistryError
+from training.errors import ArtifactVerificationError, PromotionConflictError, RegistryError
 from training.registry import Registry, new_version, sha256_hex
 from training.storage import FileStorage, open_storage
 from training.train import PromoteMode, TrainingSettings, train
@@ -241,6 +241,11 @@ def test_crash_before_the_alias_leaves_production_untouched(registry, monkeypatc
     monkeypatch.undo()
     assert registry.alias_version() == "v1"
     assert registry.versions() == ["v1", "v2"]
+    # The interrupted promotion had claimed its generation: the next one completes it
+    # rather than being blocked, then happens itself.
+    pointer = registry.promote("v1", reason="after the crash")
+    assert (pointer["previous"], pointer["generation"]) == ("v2", 3)
+    assert registry.alias_version() == "v1"
 
 
 def test_unknown_version_and_missing_alias(registry):
@@ -395,3 +400,51 @@ def test_the_cli_reports_a_bad_alias_in_one_line(tmp_path, content, problem):
         assert last.startswith(expected), completed.stderr
         assert "Traceback" not in completed.stderr
         assert completed.stdout == ""
+
+
+def test_a_version_without_onnx_cannot_be_promoted(registry):
+    publish_model(registry, "v1")
+    publish_model(registry, "v2", seed=1, onnx=False, promote=False)
+    with pytest.raises(ArtifactVerificationError, match="no ONNX twin"):
+        registry.promote("v2", reason="test")
+    assert registry.alias_version() == "v1"
+
+
+def test_concurrent_promotions_from_one_alias_value_exactly_one_wins(registry):
+    publish_model(registry, "v1")
+    candidates = [f"c{i}" for i in range(6)]
+    for seed, candidate in enumerate(candidates, start=1):
+        publish_model(registry, candidate, seed=seed, rows=200, promote=False)
+    barrier = threading.Barrier(len(candidates))
+    outcomes: dict[str, str] = {}
+
+    def promote(candidate: str) -> None:
+        barrier.wait()
+        try:
+            registry.promote(candidate, reason="race", replacing="v1")
+            outcomes[candidate] = "promoted"
+        except PromotionConflictError:
+            outcomes[candidate] = "refused"
+
+    threads = [threading.Thread(target=promote, args=(c,)) for c in candidates]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    [winner] = [c for c, outcome in outcomes.items() if outcome == "promoted"]
+    assert len(outcomes) == len(candidates)
+    pointer = registry.alias()
+    assert (pointer["version"], pointer["previous"], pointer["generation"]) == (winner, "v1", 2)
+    history = [k for k in registry.storage.list() if "/aliases/history/" in k]
+    assert len(history) == 2
+
+
+def test_a_promotion_judged_against_a_replaced_champion_does_not_happen(registry):
+    publish_model(registry, "v1")
+    publish_model(registry, "v2", seed=1)
+    publish_model(registry, "v3", seed=2, promote=False)
+    with pytest.raises(PromotionConflictError, match="now names v2, not v1"):
+        registry.promote("v3", reason="judged against v1", replacing="v1")
+    assert registry.alias_version() == "v2"
+    with pytest.raises(PromotionConflictError, match="now names v2, not nothing"):
+        registry.promote("v3", reason="first model", replacing=None)

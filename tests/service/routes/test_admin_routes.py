@@ -21,6 +21,7 @@ from service.app import create_app
 from service.errors import RetrainLaunchError
 from service.metrics import ScorerMetrics
 from service.retrain import RetrainLauncher
+from service.storage_executor import StorageExecutor
 from tests.factories import malicious_pickle, publish_pickle_only
 from tests.service.helpers import API_KEY, AUTH, wait_for
 from training import contract, layout
@@ -387,7 +388,13 @@ def test_a_retrain_that_cannot_be_claimed_starts_nothing(
 
 def test_retrain_local_command_is_the_training_cli(make_settings: Callable[..., Any]) -> None:
     settings = make_settings(retrain_raw_uri="synthetic://?accidents=500")
-    launcher = RetrainLauncher(settings, None, ScorerMetrics(), host="h")  # type: ignore[arg-type]
+    launcher = RetrainLauncher(
+        settings,
+        None,  # type: ignore[arg-type]
+        ScorerMetrics(),
+        storage_executor=StorageExecutor(1),
+        host="h",
+    )
     assert launcher.command() == [
         sys.executable,
         "-m",
@@ -465,6 +472,7 @@ def test_retrain_kubernetes_namespace_comes_from_the_pod(
         settings,
         None,  # type: ignore[arg-type]
         ScorerMetrics(),
+        storage_executor=StorageExecutor(1),
         host="h",
         namespace_file=namespace_file,
     )
