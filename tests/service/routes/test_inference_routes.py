@@ -441,7 +441,12 @@ def test_confidence_comes_from_the_bands_measured_at_training(
     manifest_tiers = {"tiers": {"edges": edges, "tiers": tiers}}
     publish_model(registry, "v3", seed=3, manifest_extra=manifest_tiers)
     client = make_client()
-    rows = [ROW | {"catu": catu, "vma": vma} for catu in (1, 2, 3) for vma in (30, 50, 80, 90, 130)]
+    rows = [
+        ROW | {"nb_pedestrians": pedestrians, "any_unhelmeted": unhelmeted, "vma": vma}
+        for pedestrians in (0, 2)
+        for unhelmeted in (0, 1)
+        for vma in (30, 50, 80, 90, 130)
+    ]
     body = client.post("/predict/batch", json={"rows": rows}).json()
     single = client.post("/predict", json=rows[0]).json()
     margins = ConfidenceTiers(high_margin=0.3, medium_margin=0.15)
