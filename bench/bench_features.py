@@ -13,8 +13,9 @@ features against the three person-feature variants issue 12 quotes.
 Every variant shares the other 18 contract features (place, circumstances,
 nb_victim, nb_vehicules), the labels and the rows of the contract-2 build, and the
 default model (HistGradientBoosting, seed 42). Synthetic data: the default 2021 size,
-held-out split of ``split_table``. Real samples (``../shared/baac-samples``, 1,319
-labelled accidents): 5-fold stratified cross-validation, mean and standard deviation.
+held-out split of ``split_table`` (the training job's hash split). Real samples
+(``../shared/baac-samples``, 1,319 labelled accidents): 5-fold stratified
+cross-validation, mean and standard deviation.
 Prints the markdown tables of ``docs/feature-contract.md``.
 """
 

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -31,6 +32,15 @@ from training import contract, layout
 pytestmark = pytest.mark.servers
 
 ROW = contract.example_row()
+
+
+# One attempt and short timeouts: an outage shows within seconds, not after botocore's
+# retries.
+FAIL_FAST: dict[str, Any] = {
+    "storage_max_attempts": 1,
+    "storage_connect_timeout_seconds": 1,
+    "storage_read_timeout_seconds": 2,
+}
 
 
 @pytest.fixture
@@ -80,9 +90,7 @@ def test_inference_log_reaches_s3_and_survives_an_outage(
         inference_log_flush_seconds=0.2,
         inference_log_retry_max_seconds=0.2,
         inference_log_buffer_rows=50,
-        storage_max_attempts=1,
-        storage_connect_timeout_seconds=1,
-        storage_read_timeout_seconds=2,
+        **FAIL_FAST,
     )
     log = state_of(client).inference_log
     assert log is not None
@@ -129,9 +137,7 @@ def test_feedback_is_refused_with_503_while_s3_is_down(
 ) -> None:
     client = make_client(
         inference_log_uri=s3_bucket,
-        storage_max_attempts=1,
-        storage_connect_timeout_seconds=1,
-        storage_read_timeout_seconds=2,
+        **FAIL_FAST,
     )
     ok, lost, again = (client.post("/predict", json=ROW).json()["request_id"] for _ in range(3))
     assert client.post("/feedback", json={"request_id": ok, "label": 1}).status_code == 200
@@ -212,9 +218,7 @@ def test_the_shutdown_flush_outlasts_a_short_s3_outage(
     client = make_client(
         inference_log_uri=s3_bucket,
         inference_log_flush_seconds=3600,
-        storage_max_attempts=1,
-        storage_connect_timeout_seconds=1,
-        storage_read_timeout_seconds=2,
+        **FAIL_FAST,
         shutdown_flush_seconds=20,
     )
     log = state_of(client).inference_log
@@ -243,9 +247,7 @@ def test_rows_lost_at_shutdown_are_logged_with_their_count(
     client = make_client(
         inference_log_uri=s3_bucket,
         inference_log_flush_seconds=3600,
-        storage_max_attempts=1,
-        storage_connect_timeout_seconds=1,
-        storage_read_timeout_seconds=2,
+        **FAIL_FAST,
         shutdown_flush_seconds=1,
     )
     log = state_of(client).inference_log
