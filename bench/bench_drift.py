@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitoring.simulate import contract_rows, synthetic_table
 from tests.monitoring.support import inference_log_parquet
 from training import contract, layout
-from training.model import ModelKind, build_pipeline, positive_probability
+from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
 from training.registry import Registry
 from training.storage import Storage, open_storage
 from training.train import reference_sample
@@ -64,7 +64,12 @@ def build_registry(root: Path) -> Any:
     registry = Registry(open_storage(str(root)), MODEL)
     registry.publish(
         VERSION,
-        {layout.MODEL_JOBLIB: model.getvalue(), layout.REFERENCE: ref.getvalue()},
+        {
+            layout.MODEL_JOBLIB: model.getvalue(),
+            # Only a servable version (with its ONNX twin) can be promoted.
+            layout.MODEL_ONNX: to_onnx(pipeline),
+            layout.REFERENCE: ref.getvalue(),
+        },
         {"threshold": 0.5, "contract_fingerprint": contract.contract_fingerprint()},
     )
     registry.promote(VERSION, reason="benchmark")

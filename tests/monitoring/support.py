@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from monitoring.simulate import contract_rows, synthetic_table
 from training import contract, layout
-from training.model import ModelKind, build_pipeline, positive_probability
+from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
 from training.registry import Registry
 from training.storage import Storage, open_storage
 from training.train import reference_sample
@@ -57,7 +57,12 @@ def publish_trained_model(root: Path) -> TrainedModel:
     registry = Registry(open_storage(str(root)), MODEL_NAME)
     registry.publish(
         VERSION,
-        {layout.MODEL_JOBLIB: model_bytes.getvalue(), layout.REFERENCE: reference_bytes.getvalue()},
+        {
+            layout.MODEL_JOBLIB: model_bytes.getvalue(),
+            # Only a servable version (with its ONNX twin) can be promoted.
+            layout.MODEL_ONNX: to_onnx(pipeline),
+            layout.REFERENCE: reference_bytes.getvalue(),
+        },
         {
             "threshold": THRESHOLD,
             "contract_fingerprint": contract.contract_fingerprint(),

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from service.feedback import FeedbackLabel
 from service.tables import feedback_parquet
 from tests.support import free_port
 from training import contract, layout
@@ -505,21 +506,20 @@ def test_held_out_rows_coming_back_as_feedback_never_join_training(tmp_path):
     storage = FileStorage(tmp_path)
     held_out = _held_out_rows(SMALL)
     now = datetime.now(UTC).timestamp()
-    returned = held_out.head(60)
-    for index, (_, row) in enumerate(returned.iterrows()):
-        # As a simulator replaying held-out rows with their true label would send them.
-        body = feedback_parquet(
-            f"req-{index}", now, int(row[contract.TARGET]), _feature_values(row)
-        )
-        storage.write_bytes(
-            layout.partitioned_key(layout.FEEDBACK_PREFIX, datetime.now(UTC), f"pod{index}"),
-            body,
-        )
-    # A client that used the accident number as its request id, features changed.
+    # As a simulator replaying held-out rows with their true label would send them
+    # (the admin key lets labels carry features)...
+    returned = [
+        FeedbackLabel(f"req-{index}", int(row[contract.TARGET]), _feature_values(row), False, now)
+        for index, (_, row) in enumerate(held_out.head(60).iterrows())
+    ]
+    # ...and a client that used the accident number as its request id, features changed.
     by_id = _feature_values(held_out.iloc[70]) | {"hour": 3}
+    returned.append(
+        FeedbackLabel(str(held_out.iloc[70][contract.ACCIDENT_ID]), 1, by_id, False, now)
+    )
     storage.write_bytes(
-        layout.partitioned_key(layout.FEEDBACK_PREFIX, datetime.now(UTC), "pod-id"),
-        feedback_parquet(str(held_out.iloc[70][contract.ACCIDENT_ID]), now, 1, by_id),
+        layout.partitioned_key(layout.FEEDBACK_PREFIX, datetime.now(UTC), "pod-a"),
+        feedback_parquet(returned),
     )
     second = train(settings.model_copy(update={"force": True}))
     assert second["metrics"] == first["metrics"], "held-out metrics did not move"
