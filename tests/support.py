@@ -12,16 +12,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 LOOPBACK = "127.0.0.1"
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -198,3 +202,28 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(f"{proc.name}: {cmdline}")
     return found
+
+
+def run_together(
+    count: int, action: Callable[[int], T], *, timeout: float = 120
+) -> list[T | BaseException]:
+    """Calls ``action(0)`` to ``action(count - 1)`` in threads that one barrier
+    releases at once, and returns each call's result or the exception it raised, in
+    index order (an assert inside a thread would not fail the test)."""
+    barrier = threading.Barrier(count)
+    outcomes: dict[int, T | BaseException] = {}
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            outcomes[index] = action(index)
+        except BaseException as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert len(outcomes) == count, f"{count - len(outcomes)} of {count} calls did not finish"
+    return [outcomes[index] for index in range(count)]

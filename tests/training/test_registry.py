@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from tests.factories import (
     publish_pickle_only,
     random_features,
 )
+from tests.support import run_together
 from training import contract, layout
 from training.errors import ArtifactVerificationError, PromotionConflictError, RegistryError
 from training.registry import Registry, new_version, sha256_hex
@@ -72,29 +72,17 @@ def test_concurrent_publishers_of_one_version_exactly_one_wins(registry):
     # Each publisher has its own storage object (its own S3 connections), different
     # files, and all start at once: one version results, the winner's, intact.
     publishers = 6
-    barrier = threading.Barrier(publishers)
-    outcomes = {}
 
     def publish(index):
         own = Registry(open_storage(registry.storage.uri), registry.name)
         files = {layout.MODEL_JOBLIB: f"model of publisher {index}".encode() * 1000}
-        barrier.wait(timeout=30)
-        try:
-            own.publish("v1", files, {"publisher": index})
-        except RegistryError as error:
-            outcomes[index] = str(error)
-        except Exception as error:  # an assert in the thread would not fail the test
-            outcomes[index] = repr(error)
-        else:
-            outcomes[index] = "published"
+        own.publish("v1", files, {"publisher": index})
+        return "published"
 
-    threads = [threading.Thread(target=publish, args=(i,)) for i in range(publishers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    (winner,) = [index for index, outcome in outcomes.items() if outcome == "published"]
-    losers = [outcome for index, outcome in outcomes.items() if index != winner]
+    outcomes = run_together(publishers, publish)
+    [winner] = [index for index, outcome in enumerate(outcomes) if outcome == "published"]
+    losers = [str(outcome) for index, outcome in enumerate(outcomes) if index != winner]
+    assert all(isinstance(outcomes[i], RegistryError) for i in range(publishers) if i != winner)
     assert len(losers) == publishers - 1
     for message in losers:
         assert message.startswith("model accident-severity version v1 ")
@@ -120,7 +108,6 @@ def test_two_trainings_started_at_once_on_the_same_data_make_two_versions(tmp_pa
     # The CronJob and POST /retrain, or two scorer replicas, on the same data: the
     # real training job twice at once, released by one barrier before it names its
     # version; both publish, each under its own version.
-    barrier = threading.Barrier(2)
     settings = TrainingSettings(
         raw_uri="synthetic://?accidents=2000&seed=3",
         registry_uri=str(tmp_path / "registry"),
@@ -128,21 +115,9 @@ def test_two_trainings_started_at_once_on_the_same_data_make_two_versions(tmp_pa
         reference_rows=500,
         use_feedback=False,
     )
-    summaries = {}
-
-    def run(index):
-        try:
-            barrier.wait(timeout=120)
-            summaries[index] = train(settings)
-        except Exception as error:  # an assert in the thread would not fail the test
-            summaries[index] = {"error": repr(error)}
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert [summaries[i].get("status") for i in range(2)] == ["trained", "trained"], summaries
+    summaries = run_together(2, lambda index: train(settings), timeout=600)
+    assert all(isinstance(summary, dict) for summary in summaries), summaries
+    assert [summary["status"] for summary in summaries] == ["trained", "trained"], summaries
     first, second = summaries[0]["version"], summaries[1]["version"]
     assert summaries[0]["data_fingerprint"] == summaries[1]["data_fingerprint"]
     assert first != second
@@ -415,24 +390,17 @@ def test_concurrent_promotions_from_one_alias_value_exactly_one_wins(registry):
     candidates = [f"c{i}" for i in range(6)]
     for seed, candidate in enumerate(candidates, start=1):
         publish_model(registry, candidate, seed=seed, rows=200, promote=False)
-    barrier = threading.Barrier(len(candidates))
-    outcomes: dict[str, str] = {}
 
-    def promote(candidate: str) -> None:
-        barrier.wait()
-        try:
-            registry.promote(candidate, reason="race", replacing="v1")
-            outcomes[candidate] = "promoted"
-        except PromotionConflictError:
-            outcomes[candidate] = "refused"
+    def promote(index):
+        # Its own storage (its own S3 connections), as another training run's.
+        own = Registry(open_storage(registry.storage.uri), registry.name)
+        own.promote(candidates[index], reason="race", replacing="v1")
+        return candidates[index]
 
-    threads = [threading.Thread(target=promote, args=(c,)) for c in candidates]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    [winner] = [c for c, outcome in outcomes.items() if outcome == "promoted"]
-    assert len(outcomes) == len(candidates)
+    outcomes = run_together(len(candidates), promote)
+    [winner] = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    losers = [outcome for outcome in outcomes if not isinstance(outcome, str)]
+    assert all(isinstance(outcome, PromotionConflictError) for outcome in losers), outcomes
     pointer = registry.alias()
     assert (pointer["version"], pointer["previous"], pointer["generation"]) == (winner, "v1", 2)
     history = [k for k in registry.storage.list() if "/aliases/history/" in k]

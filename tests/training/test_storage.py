@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import seaweedfs_server as swfs
-from tests.support import S3Server, free_port, moto_s3_server
+from tests.support import S3Server, free_port, moto_s3_server, run_together
 from training import storage as storage_module
 from training.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from training.storage import TEMP_PREFIX, FileStorage, S3Storage, Storage, open_storage
@@ -131,32 +131,19 @@ def test_create_bytes_writes_only_when_the_key_is_absent(storage: Storage) -> No
 
 
 def test_create_bytes_racing_writers_exactly_one_wins(storage: Storage) -> None:
-    # Each thread opens its own storage (its own S3 connection pool), so the requests
-    # really are concurrent, and they all start at the barrier.
+    # Each writer opens its own storage (its own S3 connection pool), so the requests
+    # really are concurrent.
     writers = 8
-    barrier = threading.Barrier(writers)
-    outcomes: dict[int, str] = {}
 
-    def create(index: int) -> None:
-        own = open_storage(storage.uri)
-        barrier.wait(timeout=30)
-        try:
-            own.create_bytes("retrain/window.json", f"writer {index}".encode())
-        except ObjectExistsError:
-            outcomes[index] = "exists"
-        except Exception as error:  # an assert in the thread would not fail the test
-            outcomes[index] = repr(error)
-        else:
-            outcomes[index] = "created"
+    def create(index: int) -> str:
+        open_storage(storage.uri).create_bytes("retrain/window.json", f"writer {index}".encode())
+        return "created"
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    winners = [index for index, outcome in outcomes.items() if outcome == "created"]
-    assert sorted(outcomes.values()) == ["created"] + ["exists"] * (writers - 1)
-    assert storage.read_bytes("retrain/window.json") == f"writer {winners[0]}".encode()
+    outcomes = run_together(writers, create)
+    [winner] = [index for index, outcome in enumerate(outcomes) if outcome == "created"]
+    losers = [outcome for index, outcome in enumerate(outcomes) if index != winner]
+    assert all(isinstance(outcome, ObjectExistsError) for outcome in losers), outcomes
+    assert storage.read_bytes("retrain/window.json") == f"writer {winner}".encode()
     assert storage.list() == ["retrain/window.json"]
 
 
