@@ -129,9 +129,10 @@ class TrainingSettings(BaseSettings):
     )
     first_model_only: bool = Field(
         False,
-        description="Train only when the model has no production version yet (the "
-        "chart's first-model Job: re-run on every upgrade, it must never replace a "
-        "production model trained since on other data).",
+        description="Train only when the model has no production version yet, or only "
+        "one trained on another feature contract (the chart's first-model Job: re-run on "
+        "every upgrade, it must never replace a production model trained since on other "
+        "data, but must replace one the upgraded scorer refuses).",
     )
     seed: int = Field(42, description="Seed of the model; names the salt of the split's hash.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Held-out share of accidents.")
@@ -162,9 +163,12 @@ def decide_promotion(
     new_auc: float | None,
     production_auc: float | None,
     tolerance: float,
+    production_contract_matches: bool = True,
 ) -> tuple[bool, str]:
     """``force`` overrides the comparison but not servability: the scorer cannot load a
-    model without a faithful ONNX twin, so promoting one would leave production empty."""
+    model without a faithful ONNX twin, so promoting one would leave production empty.
+    A production version trained on another feature contract is no champion: the
+    scorer of this code refuses it, so any servable model is better."""
     if mode is PromoteMode.NEVER:
         return False, "promotion disabled (--promote never)"
     if unservable is not None:
@@ -173,6 +177,11 @@ def decide_promotion(
         return True, "promotion forced (--promote force)"
     if production_version is None:
         return True, "no production model yet"
+    if not production_contract_matches:
+        return True, (
+            f"production {production_version} was trained on another feature contract, "
+            "which this code's scorer refuses"
+        )
     if not production_split_known:
         return False, (
             f"production {production_version} records no split, so which rows it trained "
@@ -308,7 +317,14 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     storage = open_storage(settings.registry_uri, max_attempts=settings.storage_attempts)
     registry = Registry(storage, settings.model_name)
     production_version = registry.alias_version()
-    if production_version is not None and settings.first_model_only:
+    production_manifest = registry.manifest(production_version) if production_version else None
+    # After an upgrade that changed the feature contract, production is a model the
+    # scorer refuses: the first-model Job must replace it, not keep it.
+    production_contract_matches = (
+        production_manifest is None
+        or production_manifest.get("contract_fingerprint") == contract.contract_fingerprint()
+    )
+    if production_version is not None and settings.first_model_only and production_contract_matches:
         return {
             "model_name": settings.model_name,
             "production_version": production_version,
@@ -317,7 +333,6 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
             "reason": f"a production model exists ({production_version}) and only a first "
             "model was asked for (first_model_only)",
         }
-    production_manifest = registry.manifest(production_version) if production_version else None
 
     log.info("step 1/5: reading BAAC tables", extra={"raw_uri": settings.raw_uri})
     with raw_folder(settings.raw_uri, settings.storage_attempts) as (folder, source):
@@ -430,6 +445,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
         new_auc=(comparison["new_metrics_same_rows"] or {}).get("roc_auc"),
         production_auc=(comparison["production_metrics_same_rows"] or {}).get("roc_auc"),
         tolerance=settings.promotion_tolerance,
+        production_contract_matches=production_contract_matches,
     )
 
     log.info("step 5/5: publishing", extra={"registry": storage.uri})

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from service.feedback import FeedbackLabel
 from service.tables import feedback_parquet
+from tests.factories import publish_model
 from tests.support import free_port
 from training import contract, layout
 from training.baac import read_raw
@@ -139,6 +140,32 @@ def test_first_model_only_trains_the_first_and_never_replaces_production(tmp_pat
     registry = Registry(FileStorage(tmp_path), "accident-severity")
     assert registry.versions() == [first["version"]]
     assert registry.alias_version() == first["version"]
+
+
+def test_a_production_model_of_another_contract_is_replaced_even_by_the_first_model_job(
+    tmp_path,
+):
+    # What an upgrade that changed the feature contract leaves: production names a
+    # version the new scorer refuses, pointed at by the old code.
+    registry = Registry(FileStorage(tmp_path), "accident-severity")
+    publish_model(
+        registry,
+        "20000101t000000.000000-old",
+        promote=False,
+        manifest_extra={"contract_fingerprint": "contract-1"},
+    )
+    pointer = {"alias": layout.PRODUCTION_ALIAS, "version": "20000101t000000.000000-old"}
+    registry.storage.write_bytes(
+        layout.alias_key(registry.name, layout.PRODUCTION_ALIAS), json.dumps(pointer).encode()
+    )
+    summary = train(
+        TrainingSettings(
+            raw_uri=SMALL, registry_uri=str(tmp_path), reference_rows=500, first_model_only=True
+        )
+    )
+    assert summary["status"] == "trained" and summary["promoted"] is True, summary
+    assert "another feature contract" in summary["reason"]
+    assert registry.alias_version() == summary["version"]
 
 
 def test_label_guard_skips_identical_data_unless_forced(tmp_path):
