@@ -232,6 +232,15 @@ def _ledger_training(ledger: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where every training the scorer or the drift job starts writes a line."""
+    path = tmp_path / "trainings.log"
+    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(path))
+    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(path))
+    return path
+
+
 def _pinned(client: TestClient) -> RetrainLauncher:
     launcher: RetrainLauncher = client.app.state.scorer.retrain  # type: ignore[attr-defined]
     launcher.clock = lambda: DECISION_TIME
@@ -272,11 +281,8 @@ def test_drift_and_post_retrain_racing_in_one_window_start_one_training(
     make_settings: Callable[..., Any],
     shared_registry: Storage,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "trainings.log"
-    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
-    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(ledger))
     settings = make_settings(api_key=API_KEY, retrain_mode="local")
     client = make_client(create_app(settings, registry_storage=shared_registry))
     launcher = _pinned(client)
@@ -320,11 +326,8 @@ def test_post_retrain_after_a_drift_retrain_of_the_window_is_409_naming_it(
     make_client: Callable[..., TestClient],
     registry_root: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "trainings.log"
-    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
-    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(ledger))
     registry = open_storage(str(registry_root))
     assert _drift_retrain(registry, open_storage(str(tmp_path / "reports")))["triggered"]
     for mode in ("local", "kubernetes"):
@@ -369,11 +372,8 @@ def test_a_retrain_that_could_not_start_gives_its_claim_back(
 def test_a_retrain_that_cannot_be_claimed_starts_nothing(
     make_client: Callable[..., TestClient],
     registry_root: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "trainings.log"
-    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(ledger))
     # A file where the claims folder should be: every claim write fails.
     (registry_root / layout.RETRAIN_CLAIMS_PREFIX.rstrip("/")).write_text("in the way")
     client = make_client(api_key=API_KEY, retrain_mode="local")
