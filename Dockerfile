@@ -53,8 +53,8 @@ COPY pyproject.toml .wheelhouse* /wheels/
 RUN python3 -m venv /opt/tools
 WORKDIR /src
 COPY pyproject.toml ./
-RUN mkdir -p training service monitoring \
-    && touch training/__init__.py service/__init__.py monitoring/__init__.py
+RUN mkdir -p core training service monitoring \
+    && touch core/__init__.py training/__init__.py service/__init__.py monitoring/__init__.py
 
 # Two layers per image, so a code change rebuilds seconds, not the dependencies:
 #  * /opt/venv: the dependencies only, installed from pyproject.toml on empty packages
@@ -79,13 +79,14 @@ RUN python3 -m venv /opt/venv \
     && echo /opt/app > accident_triage_app.pth \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
     && rm -rf /src/build /src/*.egg-info
+COPY core ./core
 COPY training ./training
 COPY service ./service
 COPY monitoring ./monitoring
 # The last line fails the build when the scorer would need something outside its extra.
 RUN /opt/tools/bin/pip install --quiet --no-deps --no-compile --target /opt/app . \
     && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
-    && python -c "import service.app, monitoring.k8s_jobs, onnxruntime, kubernetes" \
+    && python -c "import service.app, core.k8s_jobs, onnxruntime, kubernetes" \
     && python -c "from importlib.metadata import version; version('accident-triage')" \
     && ! python -c "import sklearn" 2>/dev/null
 
@@ -131,6 +132,7 @@ RUN python3 -m venv /opt/venv \
     && echo /opt/app > accident_triage_app.pth \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
     && rm -rf /src/build /src/*.egg-info
+COPY core ./core
 COPY training ./training
 COPY service ./service
 COPY monitoring ./monitoring

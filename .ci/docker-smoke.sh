@@ -194,7 +194,7 @@ until curl -fsS --max-time 2 "$base/ready" >"$work/ready.json" 2>/dev/null; do
 done
 echo "ready: $(cat "$work/ready.json")"
 
-payload="$("$PYTHON" -c 'import json; from training import contract; print(json.dumps(contract.example_row()))')"
+payload="$("$PYTHON" -c 'import json; from core import contract; print(json.dumps(contract.example_row()))')"
 curl -fsS --max-time 5 -H 'Content-Type: application/json' -d "$payload" "$base/predict" \
     >"$work/predict.json" || fail "POST /predict failed"
 echo "predict: $(cat "$work/predict.json")"

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from training import baac, contract, dataset
+from core import contract
+from training import baac, dataset
 from training.model import ModelKind, build_pipeline, evaluate, positive_probability
 from training.synthetic import synthesize
 

@@ -28,11 +28,12 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from training import contract, decision, split
+from core import contract
+from core.registry import onnx_session
+from training import decision, split
 from training.baac import read_raw
 from training.dataset import build_table, split_table
 from training.model import ModelKind, build_pipeline, evaluate, positive_probability, to_onnx
-from training.registry import onnx_session
 from training.synthetic import synthesize
 from training.train import out_of_fold_probability
 

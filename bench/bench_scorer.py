@@ -170,8 +170,8 @@ def train(workdir: Path, accidents: int, model_kind: str) -> dict[str, Any]:
 def request_rows(workdir: Path, count: int) -> list[dict[str, Any]]:
     """Distinct, contract-valid rows from synthetic accidents other than the training
     ones, as a client would send them (nulls for missing values)."""
+    from core import contract
     from service.schemas import AccidentFeatures
-    from training import contract
     from training.baac import read_raw
     from training.dataset import build_table
     from training.synthetic import synthesize

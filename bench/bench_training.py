@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from training import contract, layout
-from training.registry import Registry
-from training.storage import FileStorage
+from core import contract, layout
+from core.registry import Registry
+from core.storage import FileStorage
 from training.synthetic import synthesize
 from training.train import DEFAULT_MODEL_NAME
 

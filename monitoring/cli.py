@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from training.commands import print_json, run_handler
-from training.logs import configure_logging
+from core.commands import print_json, run_handler
+from core.logs import configure_logging
 
 log = logging.getLogger("monitoring")
 

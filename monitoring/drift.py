@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core import contract, layout
+from core.errors import ObjectNotFoundError
+from core.registry import Registry
+from core.storage import Storage
 from monitoring.errors import MonitoringError, NoProductionModelError
-from training import contract, layout
-from training.errors import ObjectNotFoundError
-from training.registry import Registry
-from training.storage import Storage
 
 if TYPE_CHECKING:
     from evidently import Report

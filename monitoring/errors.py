@@ -1,15 +1,15 @@
 """The monitoring package's exceptions. Entry points turn them into a one-line message
-and a non-zero exit code; the scorer maps :class:`RetrainConflictError` to HTTP 409."""
+and a non-zero exit code; the retrain errors live in :mod:`core.errors`."""
 
 from __future__ import annotations
 
-from training.errors import TrainingError
+from core.errors import TriageError
 
 
-class MonitoringError(TrainingError):
+class MonitoringError(TriageError):
     """Base class: the message is shown to the user as is, on one line.
 
-    It derives from the training hierarchy so one ``except TrainingError`` in an entry
+    It derives from the project's hierarchy so one ``except TriageError`` in an entry
     point also covers the storage and registry errors the drift job runs into."""
 
 
@@ -19,23 +19,3 @@ class NoProductionModelError(MonitoringError):
 
 class PushError(MonitoringError):
     """The Pushgateway refused the metrics or could not be reached."""
-
-
-class RetrainError(MonitoringError):
-    """A retrain could not be started (API server refused, command failed to start)."""
-
-
-class RetrainConflictError(MonitoringError):
-    """A retrain is already under way: not a failure, nothing new was started."""
-
-    def __init__(self, message: str, *, job_name: str) -> None:
-        super().__init__(message)
-        self.job_name = job_name
-
-
-class RetrainAlreadyActiveError(RetrainConflictError):
-    """A Job of the training CronJob is still running."""
-
-
-class RetrainAlreadyTriggeredError(RetrainConflictError):
-    """Another run created the Job of this drift window first (HTTP 409 AlreadyExists)."""

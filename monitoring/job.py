@@ -10,13 +10,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from monitoring import drift, k8s_jobs, push, retrain
-from monitoring.errors import RetrainError
+from core import contract, k8s_jobs
+from core.errors import RetrainError
+from core.registry import Registry
+from core.storage import Storage, open_storage
+from monitoring import drift, push, retrain
 from monitoring.reports import ReportLocation
 from monitoring.settings import MonitoringSettings
-from training import contract
-from training.registry import Registry
-from training.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from training import layout
-from training.errors import ObjectNotFoundError
-from training.storage import Storage
+from core import layout
+from core.errors import ObjectNotFoundError
+from core.storage import Storage
 
 REPORT_HTML = "report.html"
 SNAPSHOT_JSON = "snapshot.json"

@@ -3,11 +3,11 @@
 A retrain starts only when the window had enough rows and drifted (dataset drift, or
 prediction drift unless that trigger is turned off), retraining is enabled,
 the last retrain a drift run started is older than the cooldown, and this run wins the
-retrain claim of its decision window (:mod:`training.claims`, shared with the scorer's
+retrain claim of its decision window (:mod:`core.claims`, shared with the scorer's
 ``POST /retrain``): of any number of drift runs and API calls in the same UTC hour,
 one starts a training and the others say who holds the claim. In a cluster the API
 server also refuses while a Job of the training CronJob is active (see
-:mod:`monitoring.k8s_jobs`).
+:mod:`core.k8s_jobs`).
 
 Starting training is not promoting a model: the training job's label guard skips a run
 with no new labelled data, and its promotion gate keeps the production model unless
@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitoring import k8s_jobs
-from monitoring.errors import RetrainConflictError, RetrainError
+from core import claims, k8s_jobs
+from core.errors import RetrainClaimedError, RetrainConflictError, RetrainError, StorageError
+from core.storage import Storage
 from monitoring.reports import ReportLocation, read_last_retrain, write_last_retrain
 from monitoring.settings import MonitoringSettings, RetrainMode
-from training import claims
-from training.errors import RetrainClaimedError, StorageError
-from training.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training import layout
+from core import layout
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 DEFAULT_TRAINING_CRONJOB = "accident-triage-training"

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import contract
 from monitoring.errors import MonitoringError
-from training import contract
 
 log = logging.getLogger(__name__)
 

@@ -40,14 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
+    from core.errors import TriageError
+    from core.logs import configure_logging
     from service.app import create_app
     from service.request_context import RequestIdLogFilter
-    from training.errors import TrainingError
-    from training.logs import configure_logging
 
     try:
         app = create_app(settings)
-    except TrainingError as error:  # e.g. a malformed storage URI
+    except TriageError as error:  # e.g. a malformed storage URI
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level)

@@ -23,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.registry import Registry
+from core.storage import Storage, open_storage
 from service.errors import ModelLoadError, ScorerError
 from service.feedback import FeedbackStore
 from service.http_metrics import instrument
@@ -40,8 +42,6 @@ from service.scoring import ConfidenceTiers, Scorer, ScoringStats
 from service.settings import ScorerSettings
 from service.state import ScorerState
 from service.storage_executor import StorageExecutor
-from training.registry import Registry
-from training.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ DESCRIPTION = """
 Triage of French road accidents (BAAC data) by severity: **1 `prioritaire`** when a
 victim is killed or hospitalised, **0 `non-prioritaire`** otherwise.
 
-The request schema is generated from the feature contract (`training/contract.py`).
+The request schema is generated from the feature contract (`core/contract.py`).
 Every scored row is logged for drift monitoring; send the true label later with
 `POST /feedback` and the `request_id` of the prediction (one label per prediction).
 """

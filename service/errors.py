@@ -8,7 +8,7 @@ import math
 import re
 from http import HTTPStatus
 
-from training.errors import ObjectNotFoundError, StorageError, TrainingError
+from core.errors import ObjectNotFoundError, StorageError, TriageError
 
 
 class ScorerError(Exception):
@@ -107,7 +107,7 @@ def public_message(error: BaseException) -> str:
         isinstance(error, StorageError) and not isinstance(error, ObjectNotFoundError)
     ):
         return "the model storage cannot be read (details in the scorer's log)"
-    if not isinstance(error, TrainingError | ScorerError):
+    if not isinstance(error, TriageError | ScorerError):
         # Whatever else comes out of a model file or a runtime: its text is not
         # written for a client.
         return f"unexpected {type(error).__name__} (details in the scorer's log)"

@@ -28,33 +28,22 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from core import layout
+from core.errors import StorageError
+from core.storage import Storage
+from core.tables import FeedbackLabel, feedback_parquet
 from service.errors import LabelConflictError, StorageUnavailableError
 from service.metrics import LABELS, ScorerMetrics
 from service.storage_executor import StorageExecutor
-from service.tables import feedback_parquet
-from training import layout
-from training.errors import StorageError
-from training.storage import Storage
 
 log = logging.getLogger(__name__)
 
 _PENDING = False
 _STORED = True
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackLabel:
-    request_id: str
-    label: int
-    features: Mapping[str, Any] | None
-    overwrite: bool
-    received_at: float
-    """Epoch seconds."""
 
 
 @dataclass(slots=True)

@@ -28,18 +28,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-import numpy as np
-
+from core import layout
+from core.errors import StorageError
+from core.storage import Storage
+from core.tables import LogChunk, inference_log_parquet
 from service.metrics import ScorerMetrics
 from service.storage_executor import StorageExecutor
-from service.tables import inference_log_parquet
-from training import layout
-from training.errors import StorageError
-from training.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -47,46 +44,6 @@ BACKOFF_FIRST_SECONDS = 1.0
 # The shutdown flush has seconds, not minutes: it retries sooner and more often.
 SHUTDOWN_BACKOFF_FIRST_SECONDS = 0.1
 SHUTDOWN_BACKOFF_MAX_SECONDS = 1.0
-
-
-@dataclass(slots=True)
-class LogChunk:
-    """The rows one request scored, all with the same time, model and threshold.
-
-    Not frozen, only because a frozen dataclass's ``__init__`` costs three times as
-    much and one is made per request; nothing modifies a chunk after it is made."""
-
-    request_ids: Sequence[str]
-    timestamp: float
-    """Epoch seconds."""
-    model_version: str
-    threshold: float
-    probabilities: np.ndarray
-    """float64, one per row; the prediction is ``probability >= threshold``, exactly
-    as the response computed it."""
-    features: np.ndarray
-    """float32 (rows, features): the contract's encoding, as the model read it. Codes
-    and counts decode exactly; ``dep`` decodes through the contract's order."""
-    latitudes: Sequence[float | None]
-    longitudes: Sequence[float | None]
-    """Raw coordinates: float32 would round them (44.84 -> 44.84000015...)."""
-
-    def __len__(self) -> int:
-        return len(self.request_ids)
-
-    def split(self, rows: int) -> tuple[LogChunk, LogChunk]:
-        """The first ``rows`` rows, and the rest."""
-        return self._slice(slice(None, rows)), self._slice(slice(rows, None))
-
-    def _slice(self, part: slice) -> LogChunk:
-        return replace(
-            self,
-            request_ids=self.request_ids[part],
-            probabilities=self.probabilities[part],
-            features=self.features[part],
-            latitudes=self.latitudes[part],
-            longitudes=self.longitudes[part],
-        )
 
 
 class InferenceLog:

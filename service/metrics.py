@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from training import contract
+from core import contract
 
 LABELS: tuple[str, str] = (contract.TARGET_LABELS[0], contract.TARGET_LABELS[1])
 TIERS: tuple[str, str, str] = ("high", "medium", "low")

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core import contract
+from core.errors import TriageError
+from core.registry import Registry, ScoringModel
 from service.errors import ModelLoadError, public_message
 from service.metrics import ScorerMetrics
 from service.storage_executor import StorageExecutor
-from training import contract
-from training.errors import TrainingError
-from training.registry import Registry, ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class ModelHolder:
                 # Anything can come out of an ONNX runtime or a storage; whatever it
                 # is, the served model must stay and the poller must live on. The
                 # full message (endpoint, bucket, paths) goes to the log only.
-                expected = isinstance(error, TrainingError | ModelLoadError | OSError)
+                expected = isinstance(error, TriageError | ModelLoadError | OSError)
                 reason = public_message(error)
                 self.metrics.reloads.labels("failure").inc()
                 self.last_error = reason

@@ -185,7 +185,7 @@ class BodyTooLargeError(HTTPException):
 
 class RequestIdLogFilter(logging.Filter):
     """Adds ``request_id`` to records logged while a request is served; the JSON
-    formatter of ``training.logs`` writes it as a field."""
+    formatter of ``core.logs`` writes it as a field."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = current_request_id.get()

@@ -4,12 +4,12 @@
   scorer, one at a time; when it ends, the alias is polled at once, so a promoted
   version is served seconds later;
 * kubernetes mode creates a Job from the training CronJob (through
-  ``monitoring.k8s_jobs``, imported only in that mode); the regular alias poll picks
+  ``core.k8s_jobs``, imported only in that mode); the regular alias poll picks
   up the promoted version;
 * disabled mode refuses.
 
 Before starting anything, both modes claim the retrain of the current decision window
-(:mod:`training.claims`, in the registry's storage), the claim the drift job takes too:
+(:mod:`core.claims`, in the registry's storage), the claim the drift job takes too:
 of the drift runs and API calls of one UTC hour, on any replica, one starts a training
 and the others get 409 naming who holds the claim. A claim under which nothing could
 be started is given back.
@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import claims
+from core.errors import RetrainClaimedError, StorageError
+from core.storage import Storage
 from service.errors import (
     ModelLoadError,
     RetrainConflictError,
@@ -40,9 +43,6 @@ from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
 from service.settings import RetrainMode, ScorerSettings
 from service.storage_executor import StorageExecutor
-from training import claims
-from training.errors import RetrainClaimedError, StorageError
-from training.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +241,8 @@ class RetrainLauncher:
 
     async def _launch_kubernetes(self, reason: str, *, namespace: str) -> Launched:
         # Imported here: only this mode needs the kubernetes client behind it.
-        from monitoring import errors as monitoring_errors
-        from monitoring import k8s_jobs
+        from core import errors as monitoring_errors
+        from core import k8s_jobs
 
         try:
             job = await asyncio.to_thread(

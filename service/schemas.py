@@ -1,5 +1,5 @@
 """Request and response bodies. The feature model is generated from the contract, so a
-new code or a changed range in ``training/contract.py`` changes the API (and its
+new code or a changed range in ``core/contract.py`` changes the API (and its
 OpenAPI document) with no edit here.
 
 The feature model follows the JSON Schema it publishes: integer features (counts,
@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from training import contract
+from core import contract
 
 Label = Literal["prioritaire", "non-prioritaire"]
 Confidence = Literal["high", "medium", "low"]

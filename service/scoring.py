@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from service.inference_log import InferenceLog, LogChunk
+from core import contract
+from core.tables import LogChunk
+from service.inference_log import InferenceLog
 from service.metrics import LABELS, TIERS, ScorerMetrics
 from service.model_holder import LoadedModel
-from training import contract
 
 THREAD_MODEL_ROWS = 256
 """From this many rows the model call goes to a worker thread (onnxruntime releases

@@ -12,7 +12,7 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training import layout
+from core import layout
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 

@@ -11,9 +11,9 @@ from typing import Any
 import joblib
 import numpy as np
 
-from training import contract, layout
+from core import contract, layout
+from core.registry import Registry
 from training.model import ModelKind, build_pipeline, to_onnx
-from training.registry import Registry
 
 
 def random_features(rows: int, seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ difference so the dataset build sees one layout:
   leading zero in 2019 (``"2"``), Corsica as 2A/2B;
 * several ``lieux`` rows per accident from 2023 on.
 
-Anything else is a :class:`~training.errors.BaacFormatError` naming the file and the
+Anything else is a :class:`~core.errors.BaacFormatError` naming the file and the
 problem on one line.
 """
 
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from training import contract
+from core import contract
 from training.errors import BaacFormatError
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.commands import EXIT_NOT_SERVABLE, print_json, run_handler
-from training.logs import configure_logging
+from core.commands import EXIT_NOT_SERVABLE, print_json, run_handler
+from core.logs import configure_logging
 
 log = logging.getLogger("training")
 
@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _wait_for_storage(args: argparse.Namespace) -> int:
-    from training.storage import wait_until_usable
+    from core.storage import wait_until_usable
     from training.train import TrainingSettings
 
     overrides = {"registry_uri": args.registry}
@@ -76,8 +76,8 @@ def _wait_for_storage(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from training.registry import Registry
-    from training.storage import open_storage
+    from core.registry import Registry
+    from core.storage import open_storage
     from training.train import TrainingSettings
 
     overrides = {"registry_uri": args.registry, "model_name": args.model_name}

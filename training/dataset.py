@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from pandas.core.groupby import SeriesGroupBy
 
-from training import baac, contract, split
+from core import contract
+from training import baac, split
 from training.errors import BaacFormatError, TrainingError
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from training import contract, layout
-from training.storage import Storage
+from core import contract, layout
+from core.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from training import contract
+from core import contract
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _integer_list_attributes() -> Iterator[None]:
 
 def onnx_probability(onnx_bytes: bytes, features: np.ndarray) -> np.ndarray:
     """Positive-class probability computed by onnxruntime, as the scorer computes it."""
-    from training.registry import onnx_session
+    from core.registry import onnx_session
 
     outputs = onnx_session(onnx_bytes).run(["probabilities"], {"features": features})
     return np.asarray(outputs[0][:, 1], dtype=np.float64)

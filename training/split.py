@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training import contract
+from core import contract
 from training.errors import TrainingError
 
 HASH = "sha256"

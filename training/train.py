@@ -27,10 +27,14 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-from training import contract, decision, layout
+from core import contract, layout
+from core.errors import PromotionConflictError, RegistryError
+from core.registry import Registry, new_version
+from core.storage import open_storage
+from training import decision
 from training.baac import read_raw
 from training.dataset import assemble, data_fingerprint
-from training.errors import PromotionConflictError, RegistryError, TrainingError
+from training.errors import TrainingError
 from training.feedback import FEEDBACK_ID_PREFIX, load_feedback
 from training.model import (
     ONNX_TOLERANCE,
@@ -41,9 +45,7 @@ from training.model import (
     positive_probability,
     to_onnx,
 )
-from training.registry import Registry, new_version
 from training.split import SplitMethod, SplitRule, apply_rule, folds, make_rule, stratification
-from training.storage import open_storage
 from training.synthetic import DriftKind, synthesize
 
 log = logging.getLogger(__name__)

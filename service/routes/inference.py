@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
+from core import contract
+from core.tables import FeedbackLabel
 from service.dependencies import (
     IssuedIdDep,
     OptionalAdminDep,
@@ -30,7 +32,6 @@ from service.dependencies import (
     serving_model,
 )
 from service.errors import FeedbackForbiddenError, RateLimitedError
-from service.feedback import FeedbackLabel
 from service.json_body import FastJSONResponse, parse_json_body, request_body_doc
 from service.metrics import LABELS
 from service.schemas import (
@@ -44,7 +45,6 @@ from service.schemas import (
     ValidationErrorBody,
     feature_row,
 )
-from training import contract
 
 _EXAMPLE = contract.example_row()
 _PEDESTRIAN = {

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from monitoring import k8s_jobs
-from monitoring.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError
+from core import k8s_jobs
+from core.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError
 from service.retrain import TRIGGER as SCORER_TRIGGER
 from tests.cluster.release import (
     CHART,

@@ -30,6 +30,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import push_to_gateway
 
+from core import contract
 from tests.grafana.dashboard_queries import ALERTS_FILE, ROOT
 from tests.grafana.live_stack import (
     API_KEY,
@@ -48,7 +49,6 @@ from tests.grafana.live_stack import (
     wait_for_series,
 )
 from tests.support import LOOPBACK, free_port, running_process
-from training import contract
 
 # --- stand-ins for the simulator and the drift job ------------------------------------
 
@@ -355,9 +355,9 @@ def _render_scenario(stack: LiveStack, traffic: TrafficLoop) -> None:
     """A few minutes worth looking at: steady traffic, a first drift run without drift,
     a burst with many invalid requests, a model promotion picked up by hot reload, and a
     second drift run that finds drift."""
+    from core.registry import Registry
+    from core.storage import open_storage
     from tests.factories import publish_model
-    from training.registry import Registry
-    from training.storage import open_storage
 
     step = RENDER_SECONDS / 6
     time.sleep(step)

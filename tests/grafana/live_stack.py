@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from training import contract
+from core import contract
 
 PROMETHEUS = "prometheus"
 PUSHGATEWAY = "prometheus-pushgateway"

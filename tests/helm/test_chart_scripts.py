@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from core.registry import Registry
+from core.storage import open_storage
 from tests.factories import publish_model
 from tests.helm.chart import Rendered, env_values, name, pod_spec
 from tests.support import S3Server
-from training.registry import Registry
-from training.storage import open_storage
 
 pytestmark = pytest.mark.servers
 

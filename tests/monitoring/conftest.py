@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from core.storage import Storage, open_storage
 from monitoring.settings import MonitoringSettings
 from tests.monitoring.fake_kube import FakeKube, fake_kube_server
 from tests.monitoring.support import TrainedModel, publish_trained_model
 from tests.support import LOOPBACK, free_port, running_process
-from training.storage import Storage, open_storage
 
 # Evidently's telemetry must never try the network from a test.
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import contract, layout
+from core.registry import Registry
+from core.storage import Storage, open_storage
 from monitoring.simulate import contract_rows, synthetic_table
-from training import contract, layout
 from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
-from training.registry import Registry
-from training.storage import Storage, open_storage
 from training.train import reference_sample
 
 MODEL_NAME = "accident-severity"

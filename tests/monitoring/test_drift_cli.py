@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from core import layout
+from core.storage import Storage, open_storage
 from tests.monitoring.conftest import NOW
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
 from tests.monitoring.test_pushgateway import samples_of
-from training import layout
-from training.storage import Storage, open_storage
 
 
 def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

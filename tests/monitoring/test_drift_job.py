@@ -13,13 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from core import contract, layout
+from core.storage import Storage
 from monitoring import drift
 from monitoring.job import run_drift
 from monitoring.settings import MonitoringSettings
 from tests.monitoring.conftest import NOW
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
-from training import contract, layout
-from training.storage import Storage
 
 ROWS = 1200
 """Just above the default min_rows (1000): the noisiest window the job judges."""

@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 import pytest
 
+from core import layout
+from core.storage import open_storage
 from monitoring import drift
 from monitoring.job import run_drift
 from monitoring.reports import LAST_RETRAIN_KEY
 from monitoring.settings import MonitoringSettings
 from tests.monitoring.conftest import NOW
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
-from training import layout
-from training.storage import open_storage
 
 pytestmark = pytest.mark.servers
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import contract
 from monitoring import push
 from monitoring.errors import PushError
 from tests.support import LOOPBACK, free_port
-from training import contract
 
 pytestmark = pytest.mark.servers
 

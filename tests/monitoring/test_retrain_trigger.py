@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from monitoring import k8s_jobs, retrain
-from monitoring.errors import RetrainError
+from core import k8s_jobs, layout
+from core.errors import RetrainError
+from core.storage import Storage, open_storage
+from monitoring import retrain
 from monitoring.job import run_drift
 from monitoring.reports import LAST_RETRAIN_KEY, ReportLocation, read_last_retrain
 from monitoring.settings import MonitoringSettings, RetrainMode
 from tests.monitoring.conftest import NOW
 from tests.monitoring.fake_kube import FakeKube, training_cronjob
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
-from training import layout
-from training.storage import Storage, open_storage
 
 Settings = Callable[..., MonitoringSettings]
 DRIFT = retrain.RetrainDecision(True, "drift (test)")

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from core import contract
 from monitoring.simulate import contract_rows, simulate, synthetic_table
 from service.schemas import AccidentFeatures
 from tests.support import LOOPBACK, free_port
-from training import contract
 
 pytestmark = pytest.mark.servers
 

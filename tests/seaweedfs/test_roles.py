@@ -23,6 +23,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from core import claims, layout
+from core.errors import ObjectNotFoundError, RegistryError, RetrainClaimedError, StorageError
+from core.registry import Registry
+from core.storage import Storage, open_storage, wait_until_usable
 from monitoring.job import run_drift
 from monitoring.reports import LAST_RETRAIN_KEY, write_last_retrain
 from monitoring.settings import MonitoringSettings
@@ -32,15 +36,6 @@ from service.settings import ScorerSettings
 from tests import seaweedfs_server as swfs
 from tests.factories import publish_model
 from tests.service.helpers import wait_for
-from training import claims, layout
-from training.errors import (
-    ObjectNotFoundError,
-    RegistryError,
-    RetrainClaimedError,
-    StorageError,
-)
-from training.registry import Registry
-from training.storage import Storage, open_storage, wait_until_usable
 from training.train import TrainingSettings, train
 
 pytestmark = [pytest.mark.servers, pytest.mark.seaweedfs]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from core import layout
 from monitoring.demo import (
     LOOPBACK,
     SCORER_FLUSH_SECONDS,
@@ -32,7 +33,6 @@ from monitoring.demo import (
 from tests import seaweedfs_server as swfs
 from tests.service.helpers import wait_for
 from tests.support import free_port, processes_mentioning
-from training import layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.seaweedfs]
 

@@ -14,12 +14,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.registry import Registry
+from core.storage import open_storage
 from service.app import create_app
 from service.settings import DEFAULT_MODEL_NAME, ScorerSettings
 from tests.factories import publish_model
 from tests.service.helpers import API_KEY, V1, V2, live_server
-from training.registry import Registry
-from training.storage import open_storage
 
 
 @pytest.fixture(scope="session")

@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from core import contract
+from core.errors import StorageError
+from core.storage import FileStorage, Storage, open_storage
+from core.tables import FeedbackLabel
 from service.errors import LabelConflictError, StorageUnavailableError
-from service.feedback import FeedbackLabel, FeedbackStore
+from service.feedback import FeedbackStore
 from service.metrics import ScorerMetrics
 from service.storage_executor import StorageExecutor
 from tests.service.helpers import API_KEY, AUTH
-from training import contract
-from training.errors import StorageError
 from training.feedback import load_feedback
-from training.storage import FileStorage, Storage, open_storage
 
 ROW = contract.example_row()
 

@@ -12,11 +12,11 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
+from core import contract
+from core.registry import Registry
 from service.app import create_app
 from service.settings import ScorerSettings
 from tests.service.helpers import V1, V2, wait_for
-from training import contract
-from training.registry import Registry
 
 pytestmark = pytest.mark.servers
 

@@ -16,13 +16,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from service.inference_log import InferenceLog, LogChunk
+from core import contract, layout
+from core.errors import StorageError
+from core.storage import FileStorage
+from core.tables import INFERENCE_LOG_SCHEMA, LogChunk
+from service.inference_log import InferenceLog
 from service.metrics import ScorerMetrics
 from service.storage_executor import StorageExecutor
-from service.tables import INFERENCE_LOG_SCHEMA
-from training import contract, layout
-from training.errors import StorageError
-from training.storage import FileStorage
 
 T = TypeVar("T")
 

@@ -22,12 +22,12 @@ import pytest
 from botocore.config import Config
 from fastapi.testclient import TestClient
 
+from core import contract, layout
 from service.app import create_app
 from service.settings import ScorerSettings
 from service.state import ScorerState
 from tests.service.helpers import SwitchableProxy, wait_for
 from tests.support import S3Server
-from training import contract, layout
 
 pytestmark = pytest.mark.servers
 

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.registry import Registry
 from service.errors import ModelLoadError
 from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder, verify_by_scoring
 from service.storage_executor import StorageExecutor
 from tests.service.helpers import V1, V2
-from training.registry import Registry
 
 
 def started_executor() -> StorageExecutor:

@@ -8,13 +8,13 @@ import logging
 
 import pytest
 
+from core.logs import JsonFormatter
 from service.request_context import (
     RequestIdLogFilter,
     current_request_id,
     is_json,
     read_headers,
 )
-from training.logs import JsonFormatter
 
 
 def test_log_records_carry_the_request_id() -> None:

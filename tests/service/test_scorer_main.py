@@ -16,9 +16,9 @@ import httpx
 import pandas as pd
 import pytest
 
+from core import contract, layout
 from service.__main__ import main
 from tests.support import LOOPBACK, free_port, wait_for_http
-from training import contract, layout
 
 
 def test_invalid_settings_exit_2_with_one_line(

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from core import contract
 from service.metrics import PROBABILITY_BUCKETS, BulkHistogram, ScorerMetrics
-from training import contract
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 ROW = contract.example_row()

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core import contract
 from service.schemas import AccidentFeatures, feature_row
 from service.scoring import ConfidenceBands, ConfidenceTiers, encode_batch, encode_one
-from training import contract
 
 
 def random_row(rng: random.Random) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training import baac, contract
+from core import contract
+from training import baac
 from training.errors import BaacFormatError
 
 # Row counts of the real extracts, from /work/shared/baac-samples/README.md.

@@ -1,4 +1,4 @@
-"""The retrain claim (training/claims.py) on a folder and on SeaweedFS: one holder per
+"""The retrain claim (core/claims.py) on a folder and on SeaweedFS: one holder per
 decision window, the losers told who, the claim given back only by its holder. The
 races between drift jobs and POST /retrain are in tests/monitoring and tests/service."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from training import claims, layout
-from training.errors import ObjectExistsError, RetrainClaimedError
-from training.storage import Storage, create_once, open_storage
+from core import claims, layout
+from core.errors import ObjectExistsError, RetrainClaimedError
+from core.storage import Storage, create_once, open_storage
 
 BACKENDS = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]
 NOW = datetime(2026, 11, 25, 12, 40, 5, tzinfo=UTC)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import contract
+from core import contract
 
 
 def test_feature_names_are_unique_and_split_by_kind():

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import baac, contract, dataset
+from core import contract
+from training import baac, dataset
 from training.errors import BaacFormatError, TrainingError
 from training.synthetic import synthesize
 

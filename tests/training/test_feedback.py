@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from training import contract, layout
+from core import contract, layout
+from core.storage import FileStorage
 from training.feedback import load_feedback
-from training.storage import FileStorage
 
 ROW = contract.example_row()
 

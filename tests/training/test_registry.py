@@ -6,6 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core import contract, layout
+from core.errors import ArtifactVerificationError, PromotionConflictError, RegistryError
+from core.registry import Registry, new_version, sha256_hex
+from core.storage import FileStorage, open_storage
 from tests.factories import (
     malicious_pickle,
     publish_model,
@@ -13,10 +17,6 @@ from tests.factories import (
     random_features,
 )
 from tests.support import run_together
-from training import contract, layout
-from training.errors import ArtifactVerificationError, PromotionConflictError, RegistryError
-from training.registry import Registry, new_version, sha256_hex
-from training.storage import FileStorage, open_storage
 from training.train import PromoteMode, TrainingSettings, train
 
 BACKENDS = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from training import contract
+from core import contract
 from training.baac import read_raw
 from training.dataset import build_table, split_table
 from training.errors import TrainingError

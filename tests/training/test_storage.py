@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from core import storage as storage_module
+from core.errors import ObjectExistsError, ObjectNotFoundError, StorageError
+from core.storage import TEMP_PREFIX, FileStorage, S3Storage, Storage, open_storage
 from tests import seaweedfs_server as swfs
 from tests.support import S3Server, free_port, moto_s3_server, run_together
-from training import storage as storage_module
-from training.errors import ObjectExistsError, ObjectNotFoundError, StorageError
-from training.storage import TEMP_PREFIX, FileStorage, S3Storage, Storage, open_storage
 
 SEAWEEDFS = pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])
 MOTO = pytest.param("moto", marks=pytest.mark.servers)
@@ -519,7 +519,7 @@ def test_s3_uri_forms(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_importing_the_storage_layer_does_not_import_boto3() -> None:
-    code = "import sys, training.storage; sys.exit('boto3' in sys.modules)"
+    code = "import sys, core.storage; sys.exit('boto3' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
     assert result.returncode == 0
 

@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from training import contract
+from core import contract
 from training.baac import read_raw
 from training.dataset import build_table
 from training.synthetic import GRAV_TARGET, TABLES, DriftKind, synthesize

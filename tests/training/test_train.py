@@ -9,20 +9,19 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from service.feedback import FeedbackLabel
-from service.tables import feedback_parquet
+from core import contract, layout
+from core.commands import EXIT_NOT_SERVABLE
+from core.errors import StorageError
+from core.registry import Registry
+from core.storage import FileStorage, open_storage
+from core.tables import FeedbackLabel, feedback_parquet
 from tests.factories import publish_model
 from tests.support import free_port
-from training import contract, layout
 from training.baac import read_raw
 from training.cli import main
-from training.commands import EXIT_NOT_SERVABLE
 from training.dataset import build_table, split_table
-from training.errors import StorageError
 from training.model import ModelKind
-from training.registry import Registry
 from training.split import SplitMethod, SplitRule
-from training.storage import FileStorage, open_storage
 from training.synthetic import synthesize
 from training.train import (
     PromoteMode,

@@ -206,7 +206,7 @@ SeaweedFS's S3 identities (-s3.config): one per role, each scoped to the key pre
 it writes. SeaweedFS matches "Action:bucket/key" against each entry, with '*' as a
 wildcard; an entry without '/' covers the whole bucket. Deleting an object needs
 Write, so a role can only delete where it may write. The scorer (POST /retrain) and the
-drift job both claim retrains under retrain-claims/ (training/claims.py).
+drift job both claim retrains under retrain-claims/ (core/claims.py).
 */}}
 {{- define "triage.seaweedfsS3Config" -}}
 {{- $bucket := .Values.storage.bucket }}

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from monitoring import k8s_jobs, retrain
-from monitoring.errors import RetrainAlreadyActiveError, RetrainError
+from core import contract, k8s_jobs, layout
+from core.errors import RetrainAlreadyActiveError, RetrainError
+from core.registry import Registry
+from core.storage import FileStorage, Storage, open_storage
+from monitoring import retrain
 from monitoring.reports import ReportLocation
 from monitoring.settings import MonitoringSettings
 from service.app import create_app
@@ -24,9 +27,6 @@ from service.retrain import RetrainLauncher
 from service.storage_executor import StorageExecutor
 from tests.factories import malicious_pickle, publish_pickle_only
 from tests.service.helpers import API_KEY, AUTH, wait_for
-from training import contract, layout
-from training.registry import Registry
-from training.storage import FileStorage, Storage, open_storage
 
 ROW = contract.example_row()
 
@@ -172,8 +172,8 @@ def _fake_training(registry_root: Path, version: str = "v2", sleep: float = 0.0)
     (the real command's output, minus the minutes of training)."""
     script = (
         "import json, sys, time\n"
-        "from training.registry import Registry\n"
-        "from training.storage import open_storage\n"
+        "from core.registry import Registry\n"
+        "from core.storage import open_storage\n"
         f"time.sleep({sleep})\n"
         f"Registry(open_storage({str(registry_root)!r}), 'accident-severity')"
         f".promote({version!r}, reason='retrain test')\n"

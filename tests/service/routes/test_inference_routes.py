@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from core import contract, layout
+from core.registry import Registry
 from service.metrics import TIERS
 from service.scoring import ConfidenceTiers
 from tests.factories import publish_model
 from tests.service.helpers import API_KEY, AUTH
-from training import contract, layout
-from training.registry import Registry
 
 ROW = contract.example_row()
 

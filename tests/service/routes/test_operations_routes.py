@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from core import contract, layout
+from core.storage import S3Storage
 from service.app import create_app
 from service.settings import ScorerSettings
 from tests.service.helpers import AUTH
 from tests.support import free_port
-from training import contract, layout
-from training.storage import S3Storage
 
 ROW = contract.example_row()
 

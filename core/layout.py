@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from training import contract
+from core import contract
 
 MODELS_PREFIX = "models/"
 INFERENCE_LOG_PREFIX = "inference-logs/"

@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from training.errors import ObjectExistsError, ObjectNotFoundError, StorageError
+from core.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

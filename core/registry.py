@@ -38,15 +38,15 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from training import contract, layout
-from training.errors import (
+from core import contract, layout
+from core.errors import (
     ArtifactVerificationError,
     ObjectExistsError,
     ObjectNotFoundError,
     PromotionConflictError,
     RegistryError,
 )
-from training.storage import Storage, create_once
+from core.storage import Storage, create_once
 
 log = logging.getLogger(__name__)
 

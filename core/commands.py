@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from training.errors import TrainingError
+from core.errors import TriageError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -33,7 +33,7 @@ def run_handler(handler: Callable[[], int]) -> int:
     """Runs a command's handler; known failures become one line, never a traceback."""
     try:
         return handler()
-    except TrainingError as error:
+    except TriageError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except ValidationError as error:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitoring.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError, RetrainError
+from core.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError, RetrainError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

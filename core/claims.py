@@ -25,13 +25,9 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from training import layout
-from training.errors import (
-    ObjectExistsError,
-    ObjectNotFoundError,
-    RetrainClaimedError,
-)
-from training.storage import Storage, create_once
+from core import layout
+from core.errors import ObjectExistsError, ObjectNotFoundError, RetrainClaimedError
+from core.storage import Storage, create_once
 
 TRIGGER_DRIFT = "drift"
 TRIGGER_SCORER_API = "scorer-api"

@@ -1,6 +1,6 @@
 """Parquet files the scorer writes: inference-log batches and feedback labels.
 
-Column names come from ``training.layout`` (the training and drift jobs read them);
+Column names come from ``core.layout`` (the training and drift jobs read them);
 types come from the contract, so every file of both kinds agrees on them: integer
 codes and counts as nullable int64, coordinates as float64, ``dep`` as a string.
 """
@@ -9,19 +9,67 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from training import contract, layout
+from core import contract, layout
 
-if TYPE_CHECKING:
-    from service.feedback import FeedbackLabel
-    from service.inference_log import LogChunk
+
+@dataclass(frozen=True, slots=True)
+class FeedbackLabel:
+    request_id: str
+    label: int
+    features: Mapping[str, Any] | None
+    overwrite: bool
+    received_at: float
+    """Epoch seconds."""
+
+
+@dataclass(slots=True)
+class LogChunk:
+    """The rows one request scored, all with the same time, model and threshold.
+
+    Not frozen, only because a frozen dataclass's ``__init__`` costs three times as
+    much and one is made per request; nothing modifies a chunk after it is made."""
+
+    request_ids: Sequence[str]
+    timestamp: float
+    """Epoch seconds."""
+    model_version: str
+    threshold: float
+    probabilities: np.ndarray
+    """float64, one per row; the prediction is ``probability >= threshold``, exactly
+    as the response computed it."""
+    features: np.ndarray
+    """float32 (rows, features): the contract's encoding, as the model read it. Codes
+    and counts decode exactly; ``dep`` decodes through the contract's order."""
+    latitudes: Sequence[float | None]
+    longitudes: Sequence[float | None]
+    """Raw coordinates: float32 would round them (44.84 -> 44.84000015...)."""
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def split(self, rows: int) -> tuple[LogChunk, LogChunk]:
+        """The first ``rows`` rows, and the rest."""
+        return self._slice(slice(None, rows)), self._slice(slice(rows, None))
+
+    def _slice(self, part: slice) -> LogChunk:
+        return replace(
+            self,
+            request_ids=self.request_ids[part],
+            probabilities=self.probabilities[part],
+            features=self.features[part],
+            latitudes=self.latitudes[part],
+            longitudes=self.longitudes[part],
+        )
+
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
