@@ -3,9 +3,9 @@ touches ``app.state`` itself. They are ``async def`` so FastAPI calls them inlin
 a plain ``def`` dependency would cost a thread-pool round trip on every request.
 
 The two scoring endpoints call the plain functions below instead (``scorer_state``,
-``serving_model``, ``request_id_of``): FastAPI 0.165 spends about 30-60 microseconds
-per request resolving even trivial dependencies, a fifth of a scored request's whole
-budget (see docs/scorer.md, "Speed").
+``serving_model``, ``request_id_of``): FastAPI spends a sizeable share of a scored
+request's budget resolving even trivial dependencies (measured in docs/scorer.md,
+"Speed").
 """
 
 from __future__ import annotations

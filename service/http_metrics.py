@@ -10,8 +10,8 @@ recorded by a subclass of its middleware, for two reasons measured here:
   registry whatever registry it is given (trallnag/prometheus-fastapi-instrumentator
   #317): it would be missing from our exposition, and a second app in one process
   (every test) would fail with "Duplicated timeseries". It is created on ours here;
-* the stock ``__call__`` costs about 100 microseconds per request, a third of a
-  scored request: it matches the path against every route, runs the exclusion
+* the stock ``__call__`` costs a large share of a scored request (the figures are
+  in docs/scorer.md, "Speed"): it matches the path against every route, runs the exclusion
   regexes, and builds a Request, a Response with parsed headers and an
   ``asyncio.gather`` per request. The ``__call__`` below keeps what our options
   use: the route template is resolved once per path (only for paths that are their

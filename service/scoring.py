@@ -1,9 +1,9 @@
 """Scoring validated rows: the float32 matrix, one model call, the per-row answer,
 and the bookkeeping (metrics, /stats counts, inference log).
 
-This is the hot path. What it does not do, on purpose: no pandas DataFrame (1.5-3 ms
-per request), no scikit-learn call (the registry's ONNX session answers in tens of
-microseconds), no per-row metric lookups (label children are resolved per version),
+This is the hot path. What it does not do, on purpose: no pandas DataFrame (it costs
+milliseconds per request), no scikit-learn call (the ONNX session is far faster; the
+figures are in docs/scorer.md, "Speed"), no per-row metric lookups (label children are resolved per version),
 no thread hand-off for small inputs (the call is shorter than the hand-off).
 """
 

@@ -4,8 +4,8 @@ flushes, feedback writes, alias polls and model downloads.
 Everything else that goes to a thread (the model call for a batch of
 ``THREAD_MODEL_ROWS`` rows or more) uses the event loop's default pool. Before the
 split they shared that pool, so with the storage hanging every thread could end up
-blocked on a socket and a 300-row batch waited for the storage's timeout (32 s
-measured) instead of 6 ms. With its own pool, a hanging storage holds at most
+blocked on a socket and a 300-row batch waited for the storage's timeout instead
+of milliseconds (docs/scorer.md, "Speed"). With its own pool, a hanging storage holds at most
 ``storage_threads`` threads, and only storage work waits behind them.
 """
 
