@@ -133,7 +133,8 @@ build_helm_docs() {
         echo "building helm-docs $HELM_DOCS_VERSION with $GO_VERSION"
         local t0=$SECONDS
         mkdir -p "$dir.partial"
-        GOBIN="$dir.partial" go install -ldflags "-s -w" \
+        # The version its releases stamp: `helm-docs --version` and the README's footer.
+        GOBIN="$dir.partial" go install -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
             "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
         publish_build "$dir" "$t0"
     fi
