@@ -17,21 +17,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
-from tests.helm.chart import CHART, ROOT, SCENARIOS, chart_values, merge
-from tests.helm.conftest import require_tool
+from tests.helm.chart import CHART, chart_values
 from tools import chart_docs
 from tools.chart_docs import ChartDocsError, KeyPath, ValueDoc
 
 Template = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="session")
-def helm_docs() -> str:
-    return require_tool(
-        chart_docs.HELM_DOCS, shutil.which(chart_docs.HELM_DOCS), chart_docs.HELM_DOCS_INSTALL
-    )
 
 
 def docs() -> dict[KeyPath, ValueDoc]:
@@ -174,16 +165,6 @@ def test_every_shared_definition_is_used_and_every_reference_resolves() -> None:
 
     for ref in refs(full):
         chart_docs.definition(full, {"$ref": ref})
-
-
-@pytest.mark.parametrize("scenario_name", SCENARIOS)
-def test_the_schema_accepts_every_tested_values_file(scenario_name: str) -> None:
-    validator = jsonschema.Draft7Validator(schema())
-    local = ROOT / "k8s" / "values-local.yaml"
-    for extra in (CHART / "ci" / f"{scenario_name}-values.yaml", local):
-        values = merge(chart_values(), yaml.safe_load(extra.read_text()) or {})
-        errors = [e.message for e in validator.iter_errors(values)]
-        assert not errors, f"{extra.name}: {errors}"
 
 
 # --- the shared definitions refuse what the repeated blocks refused --------------------
