@@ -39,6 +39,10 @@ format: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+.PHONY: chart-docs
+chart-docs: venv ## Write the chart's README.md and schema descriptions from the values.yaml comments
+	$(BIN)/python -m tools.chart_docs
+
 .PHONY: test
 test: venv system-deps lint ## Lint, type-check and run every test (the CI command)
 	$(BIN)/pytest

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, from the Go module proxy, the servers the cluster and S3 tests start: the
 # Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl), etcd, kwok and SeaweedFS's `weed`, at the versions of .ci/versions.env.
+# kubectl), etcd, kwok and SeaweedFS's `weed`, at the versions of .ci/versions.env;
+# and helm-docs, which writes the chart's README (tests/helm/test_chart_docs.py).
 # It also extracts the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) and
 # kwok's default pod stages from those projects' modules.
 #
@@ -126,6 +127,20 @@ build_kwok() {
     link_tools "$dir" kwok
 }
 
+build_helm_docs() {
+    local dir="$GO_TOOLS_CACHE/helm-docs-$HELM_DOCS_VERSION-$GO_VERSION"
+    if ! tools_present "$dir" helm-docs; then
+        echo "building helm-docs $HELM_DOCS_VERSION with $GO_VERSION"
+        local t0=$SECONDS
+        mkdir -p "$dir.partial"
+        # The version its releases stamp: `helm-docs --version` and the README's footer.
+        GOBIN="$dir.partial" go install -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
+            "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+        publish_build "$dir" "$t0"
+    fi
+    link_tools "$dir" helm-docs
+}
+
 build_seaweedfs() {
     local dir="$GO_TOOLS_CACHE/seaweedfs-$SEAWEEDFS_RELEASE-$GO_VERSION"
     if ! tools_present "$dir" weed; then
@@ -173,10 +188,11 @@ extract_kwok_stages() {
 
 only="${1:-all}"
 case "$only" in
-    all) build_etcd; build_kwok; build_kubernetes; build_seaweedfs; extract_crds; extract_kwok_stages ;;
+    all) build_etcd; build_kwok; build_kubernetes; build_seaweedfs; build_helm_docs; extract_crds; extract_kwok_stages ;;
     cluster) build_etcd; build_kwok; build_kubernetes; extract_crds; extract_kwok_stages ;;
     seaweedfs) build_seaweedfs ;;
-    *) echo "usage: $0 [all|cluster|seaweedfs]" >&2; exit 2 ;;
+    helm-docs) build_helm_docs ;;
+    *) echo "usage: $0 [all|cluster|seaweedfs|helm-docs]" >&2; exit 2 ;;
 esac
 
 if [ "$built_any" -eq 1 ]; then

@@ -1,6 +1,7 @@
 """Renders the chart once per ``ci/*-values.yaml`` scenario for the whole session.
 
-The chart tests need Helm 3 (``.ci/install-helm.sh``); checkov lives in its own venv
+The chart tests need Helm 3 (``.ci/install-helm.sh``) and helm-docs
+(``.ci/build-go-tools.sh helm-docs``); checkov lives in its own venv
 (``.ci/install-checkov.sh``). Without them the tests skip with that reason, except
 under CI (``CI`` set), where a missing tool is a failure: a green CI must not mean
 "nothing was checked".
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from tests.helm.chart import CHART, NAMESPACE, RELEASE, SCENARIOS, Rendered
+from tools import chart_docs
 
 
 def require_tool(name: str, found: str | None, install: str) -> str:
@@ -33,6 +35,14 @@ def require_tool(name: str, found: str | None, install: str) -> str:
 @pytest.fixture(scope="session")
 def helm() -> str:
     return require_tool("helm", shutil.which("helm"), "bash .ci/install-helm.sh")
+
+
+@pytest.fixture(scope="session")
+def helm_docs() -> str:
+    """helm-docs, which renders the chart's README (tools/chart_docs.py)."""
+    return require_tool(
+        chart_docs.HELM_DOCS, shutil.which(chart_docs.HELM_DOCS), chart_docs.HELM_DOCS_INSTALL
+    )
 
 
 @pytest.fixture(scope="session")

@@ -911,6 +911,8 @@ def test_renders_for_each_supported_kubernetes_version(
     ("settings", "message"),
     [
         ("training.enabled=false", "drift.retrain.mode=kubernetes creates Jobs"),
+        # The checks run whatever is enabled (templates/validate.yaml, not a component's).
+        ("scorer.enabled=false,training.enabled=false", "drift.retrain.mode=kubernetes creates"),
         (
             "training.enabled=false,drift.retrain.mode=disabled,scorer.retrain.mode=kubernetes",
             "scorer.retrain.mode=kubernetes creates Jobs",

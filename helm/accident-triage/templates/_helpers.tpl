@@ -393,31 +393,6 @@ Prometheus is off and the cluster serves the CRD (helm template: pass
 {{- end }}
 {{- end }}
 
-{{/* Checks of value combinations the schema cannot express. */}}
-{{- define "triage.validate" -}}
-{{- if and (or .Values.dashboards.enabled .Values.grafana.enabled) (not (.Files.Glob "files/grafana/dashboards/*.json")) }}
-{{- fail "the chart has no files/grafana/dashboards/*.json: a broken checkout or package (the dashboards live in helm/accident-triage/files/grafana)" }}
-{{- end }}
-{{- if and .Values.grafana.enabled (not (and (.Files.Get "files/grafana/provisioning/datasources.yaml") (.Files.Get "files/grafana/provisioning/dashboards.yaml"))) }}
-{{- fail "the chart has no files/grafana/provisioning/{datasources,dashboards}.yaml: a broken checkout or package" }}
-{{- end }}
-{{- if and .Values.prometheus.enabled (not (.Files.Get "files/grafana/prometheus/alerts.yaml")) }}
-{{- fail "the chart has no files/grafana/prometheus/alerts.yaml: a broken checkout or package" }}
-{{- end }}
-{{- if and .Values.drift.enabled (eq .Values.drift.retrain.mode "kubernetes") (not .Values.training.enabled) }}
-{{- fail "drift.retrain.mode=kubernetes creates Jobs from the training CronJob: enable training or set drift.retrain.mode=disabled" }}
-{{- end }}
-{{- if and .Values.scorer.enabled (eq .Values.scorer.retrain.mode "kubernetes") (not .Values.training.enabled) }}
-{{- fail "scorer.retrain.mode=kubernetes creates Jobs from the training CronJob: enable training or set scorer.retrain.mode=disabled" }}
-{{- end }}
-{{- if and (not .Values.seaweedfs.enabled) (not .Values.storage.external.endpoint) (not .Values.storage.external.existingSecret) }}
-{{- fail "seaweedfs.enabled=false: set storage.external.endpoint and/or storage.external.existingSecret (an S3 endpoint and its credentials)" }}
-{{- end }}
-{{- if and .Values.grafana.enabled (not .Values.prometheus.enabled) (not .Values.grafana.prometheusUrl) }}
-{{- fail "grafana.enabled with prometheus.enabled=false: set grafana.prometheusUrl to the Prometheus the dashboards query" }}
-{{- end }}
-{{- end }}
-
 {{/* Pods nobody needs to reach (jobs, tests): one NetworkPolicy denies them ingress. */}}
 {{- define "triage.noIngressLabel" -}}
 accident-triage/ingress: none
