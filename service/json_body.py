@@ -4,8 +4,8 @@ endpoints.
 FastAPI reads a declared body with the standard ``json`` module, parses the
 Content-Type header with ``email.message``, then validates the resulting dicts: for a
 1,000-row batch that is half the latency budget, and for a single row a good part of
-the per-request overhead (docs/scorer.md, "Speed"). ``model_validate_json`` does parsing and validation
-in Rust with the same (strict) rules. Errors are raised as FastAPI's own
+the per-request overhead (docs/scorer.md, "Speed"). ``model_validate_json`` does
+parsing and validation in Rust with the same (strict) rules. Errors are raised as FastAPI's own
 ``RequestValidationError`` with ``body`` locations, so a client sees the same 422 as
 for any other endpoint, and the OpenAPI document still describes the body
 (:func:`request_body_doc`).

@@ -3,8 +3,9 @@ and the bookkeeping (metrics, /stats counts, inference log).
 
 This is the hot path. What it does not do, on purpose: no pandas DataFrame (it costs
 milliseconds per request), no scikit-learn call (the ONNX session is far faster; the
-figures are in docs/scorer.md, "Speed"), no per-row metric lookups (label children are resolved per version),
-no thread hand-off for small inputs (the call is shorter than the hand-off).
+figures are in docs/scorer.md, "Speed"), no per-row metric lookups (label children
+are resolved per version), no thread hand-off for small inputs (the call is shorter
+than the hand-off).
 """
 
 from __future__ import annotations
