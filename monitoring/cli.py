@@ -86,7 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="decide and print the retrain, start nothing"
     )
     drift.set_defaults(handler=_drift)
-
     return parser
 
 
