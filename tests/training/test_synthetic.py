@@ -412,7 +412,8 @@ def test_a_simple_model_learns_the_severity(generate):
     table = build_table(read_raw(generate(accidents=5_000, seed=21)["lieux"].parent))
     features, target = contract.encode_frame(table), table[contract.TARGET].to_numpy()
     cut = 3_500
-    # One thread: on a busy runner OpenMP's threads fight and a 2 s fit takes 20 s.
+    # One thread: on a busy runner OpenMP's threads fight and the fit takes many times
+    # as long.
     with threadpool_limits(1):
         model = HistGradientBoostingClassifier(random_state=0).fit(features[:cut], target[:cut])
     auc = roc_auc_score(target[cut:], model.predict_proba(features[cut:])[:, 1])
