@@ -26,7 +26,7 @@ system-deps: ## Install the Debian packages and tools the tests use (idempotent;
 
 .PHONY: demo
 demo: venv ## Run the local demo on the embedded defaults (synthetic data, local storage)
-	$(BIN)/python -m monitoring demo --workdir $(DEMO_DIR)
+	$(BIN)/python -m tools demo --workdir $(DEMO_DIR)
 
 .PHONY: lint
 lint: venv ## ruff (lint + format check) and mypy

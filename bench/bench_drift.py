@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import contract, layout
 from core.registry import Registry
 from core.storage import Storage, open_storage
-from monitoring.simulate import contract_rows, synthetic_table
 from tests.monitoring.support import inference_log_parquet
+from tools.simulate import contract_rows, synthetic_table
 from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
 from training.train import reference_sample
 

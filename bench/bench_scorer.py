@@ -27,17 +27,21 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+# Run as a script: the checkout's root on the path for `tools` (no package ships it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.processes import LOOPBACK as HOST
+from tools.processes import free_port, running_process
+
 ROOT = Path(__file__).resolve().parents[1]
 
 WRK_SCRIPT = r"""
@@ -110,44 +114,20 @@ def serve_floor(port: int) -> None:
 # --- processes ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(port: int, process: subprocess.Popen[bytes], path: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            connection = http.client.HTTPConnection(HOST, port, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"server on port {port} not ready after {timeout} s")
-
-
-@contextlib.contextmanager
 def running(
     command: Sequence[str], port: int, ready_path: str, env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            list(command), env=env, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT
-        )
-        try:
-            wait_until_up(port, process, ready_path, timeout=120)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A server of the benchmark, ready when ``ready_path`` answers 200."""
+    return running_process(
+        command,
+        ready_url=f"http://{HOST}:{port}{ready_path}",
+        env=env,
+        cwd=ROOT,
+        log=log,
+        statuses={200},
+        timeout=120,
+        grace=30,
+    )
 
 
 # --- data ---------------------------------------------------------------------------
@@ -487,5 +467,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(cli())

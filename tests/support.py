@@ -1,6 +1,10 @@
 """Helpers for tests that start real servers on loopback ports (moto S3, uvicorn,
 Prometheus, ...; SeaweedFS has its own module, ``tests/seaweedfs_server.py``). A plain
-module, not a conftest: import it as ``tests.support``."""
+module, not a conftest: import it as ``tests.support``.
+
+The process and port helpers (free_port, running_process, wait_for_http, stop_process,
+log_tail) are the ones the demo and the benchmarks use, from ``tools/processes.py``;
+they are imported here so tests find every helper in one place."""
 
 from __future__ import annotations
 
@@ -8,114 +12,42 @@ import contextlib
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-LOOPBACK = "127.0.0.1"
+from tools.processes import (
+    LOOPBACK,
+    ServerStartError,
+    free_port,
+    log_tail,
+    running_process,
+    stop_process,
+    wait_for_http,
+)
 
+__all__ = [
+    "LOOPBACK",
+    "S3Server",
+    "ServerStartError",
+    "free_port",
+    "log_tail",
+    "moto_env",
+    "moto_s3_server",
+    "moto_server_command",
+    "processes_mentioning",
+    "run_together",
+    "running_process",
+    "stop_process",
+    "wait_for_http",
+]
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now. The kernel may hand it out again before
-    the server binds it; on a test machine that race is rare enough to accept."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerStartError(RuntimeError):
-    pass
-
-
-def wait_for_http(
-    url: str,
-    *,
-    timeout: float = 20.0,
-    process: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> None:
-    """Return once ``url`` answers with any HTTP status; fail after ``timeout`` seconds,
-    or as soon as ``process`` dies (with the end of its ``log`` in the message)."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ServerStartError(
-                f"{url}: server exited with code {process.returncode}{log_tail(log)}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1.0):
-                return
-        except urllib.error.HTTPError:
-            # Any status code means the server is up and routing requests.
-            return
-        except OSError as error:
-            last_error = error
-        time.sleep(0.1)
-    raise ServerStartError(f"{url}: no answer within {timeout:.0f} s ({last_error}){log_tail(log)}")
-
-
-def log_tail(log: Path | None, *, lines: int = 20, title: str = "server output") -> str:
-    """The last lines of a server's log, for the message of a failed start."""
-    if log is None or not log.exists():
-        return ""
-    text = log.read_text(errors="replace").splitlines()[-lines:]
-    return f"\n--- {title} ---\n" + "\n".join(text)
-
-
-def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited after ``grace`` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=grace)
-
-
-@contextlib.contextmanager
-def running_process(
-    command: Sequence[str],
-    *,
-    ready_url: str,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 20.0,
-    cwd: Path | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``command``, wait until ``ready_url`` answers, yield the process, and stop
-    it on exit. Output goes to a temp file (a pipe nobody reads would eventually block
-    the server) and is shown if the server fails to start."""
-    with tempfile.TemporaryDirectory(prefix="test-server-") as folder:
-        log = Path(folder) / "output.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                list(command),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-            )
-            try:
-                wait_for_http(ready_url, timeout=timeout, process=process, log=log)
-                yield process
-            finally:
-                stop_process(process)
 
 
 def moto_server_command(port: int) -> list[str]:
@@ -157,7 +89,8 @@ class S3Server:
 
     @functools.cached_property
     def admin(self) -> Any:
-        """The set-up client, built once: creating a client costs about 0.1 s."""
+        """The set-up client, built once: a new client loads botocore's S3 model, which
+        is slow next to the requests a test makes."""
         return self.client()
 
     def make_bucket(self) -> str:

@@ -2,7 +2,7 @@
 scorer serving a model trained by the training CLI, a real Prometheus Pushgateway and a
 real Prometheus scraping both (with the alert rules loaded), all on loopback ports.
 
-The traffic comes from the real simulator (``python -m monitoring simulate``, drifted
+The traffic comes from the real simulator (``python -m tools simulate``, drifted
 rows with delayed feedback labels) and the drift metrics from the real drift job
 (``python -m monitoring drift``, which detects that drift, retrains locally and pushes).
 :func:`send_scorer_traffic` adds what a well-behaved simulator never sends: invalid
@@ -61,7 +61,7 @@ def send_scorer_traffic(
     feedback_share: float = 0.3,
     seed: int = 0,
 ) -> dict[int, int]:
-    """Stand-in for ``python -m monitoring simulate``: POSTs ``requests`` single
+    """Stand-in for ``python -m tools simulate``: POSTs ``requests`` single
     predictions (a share of them invalid, answered 422), one batch, feedback for a
     share of the answers, and one retrain request (refused: retraining is disabled in
     this stack). Returns the status codes seen, by code."""
@@ -335,7 +335,7 @@ def _simulate_and_run_drift_job(stack: LiveStack) -> None:
     """Drifted traffic through the real simulator, then the real drift job: it must see
     the drift, start a local retrain (the feedback labels are new data) and push."""
     simulated = _run_module(
-        "monitoring", "simulate", "--url", stack.scorer_url, "--rate", "60",
+        "tools", "simulate", "--url", stack.scorer_url, "--rate", "60",
         "--duration", "8", "--drift", "night-rural", "--accidents", "3000", "--seed", "5",
         "--feedback-share", "0.3", "--feedback-delay", "0.5", "--no-progress",
     )  # fmt: skip

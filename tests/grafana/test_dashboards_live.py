@@ -6,7 +6,7 @@ each must evaluate without error, and the drift the stand-in job reports must fi
 
 Set ``TRIAGE_RENDER_DASHBOARDS=<folder>`` to run a longer scenario (a few minutes of
 varying traffic, a model promotion, two drift runs) and render the dashboards' panels
-from it with ``bench/render_dashboards.py`` (PNG files in that folder; the committed
+from it with ``python -m tools render-dashboards`` (PNG files in that folder; the committed
 ones are in docs/dashboards/).
 """
 
@@ -170,7 +170,9 @@ def test_render_dashboards(populated: LiveStack) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "render_dashboards.py"),
+            "-m",
+            "tools",
+            "render-dashboards",
             "--prometheus",
             populated.prometheus_url,
             "--out",
@@ -182,6 +184,7 @@ def test_render_dashboards(populated: LiveStack) -> None:
         text=True,
         timeout=300,
         check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(

@@ -5,11 +5,9 @@ loopback. (SeaweedFS itself, with the chart's identities, is in tests/seaweedfs/
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from core.registry import Registry
 from core.storage import open_storage
 from tests.factories import publish_model
 from tests.helm.chart import Rendered, env_values, name, pod_spec
-from tests.support import S3Server
+from tests.support import LOOPBACK, S3Server, free_port, running_process
 
 pytestmark = pytest.mark.servers
 
@@ -88,13 +86,6 @@ def test_first_model_job_fails_clearly_when_the_bucket_never_comes(
     assert "not usable" in reason and missing in reason
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def scorer_url(tmp_path: Path) -> Iterator[str]:
     registry = tmp_path / "registry"
@@ -106,28 +97,17 @@ def scorer_url(tmp_path: Path) -> Iterator[str]:
         "SCORER_INFERENCE_LOG_ENABLED": "false",
         "SCORER_RETRAIN_MODE": "disabled",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+    url = f"http://{LOOPBACK}:{port}"
+    with running_process(
+        [sys.executable, "-m", "service", "--host", LOOPBACK, "--port", str(port)],
+        ready_url=url + "/health",
         env=env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "the scorer exited"
-                assert time.monotonic() < deadline, "the scorer did not start"
-                time.sleep(0.2)
+        timeout=30,
+        grace=30,
+        name="scorer",
+    ):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_helm_test_pod_script_passes_against_a_real_scorer(
@@ -153,7 +133,7 @@ def test_helm_test_pod_script_fails_when_the_scorer_never_gets_ready(
     script = inline_script(render("default"), "Pod", "test")
     result = subprocess.run(
         [sys.executable, "-c", script],
-        env={**os.environ, "SCORER_URL": f"http://127.0.0.1:{free_port()}", "READY_TIMEOUT": "1"},
+        env={**os.environ, "SCORER_URL": f"http://{LOOPBACK}:{free_port()}", "READY_TIMEOUT": "1"},
         capture_output=True,
         text=True,
         timeout=60,

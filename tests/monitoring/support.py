@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core import contract, layout
 from core.registry import Registry
 from core.storage import Storage, open_storage
-from monitoring.simulate import contract_rows, synthetic_table
+from tools.simulate import contract_rows, synthetic_table
 from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
 from training.train import reference_sample
 

@@ -30,12 +30,12 @@ from core.storage import Storage, open_storage, wait_until_usable
 from monitoring.job import run_drift
 from monitoring.reports import LAST_RETRAIN_KEY, write_last_retrain
 from monitoring.settings import MonitoringSettings
-from monitoring.simulate import contract_rows, synthetic_table
 from service.app import create_app
 from service.settings import ScorerSettings
 from tests import seaweedfs_server as swfs
 from tests.factories import publish_model
 from tests.service.helpers import wait_for
+from tools.simulate import contract_rows, synthetic_table
 from training.train import TrainingSettings, train
 
 pytestmark = [pytest.mark.servers, pytest.mark.seaweedfs]

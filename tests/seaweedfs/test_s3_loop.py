@@ -3,7 +3,7 @@ from the chart, as the pods run it: the training job trains and promotes a first
 into ``s3://triage/``, the scorer serves it and logs to the bucket, drifted traffic
 with feedback labels arrives, the drift job reports under ``reports/drift/``, the
 training job retrains (reading the scorer's feedback) and the scorer hot-swaps to the
-new version. The local demo (monitoring/demo.py) does the same on a folder."""
+new version. The local demo (tools/demo.py) does the same on a folder."""
 
 from __future__ import annotations
 
@@ -20,19 +20,16 @@ from typing import Any
 import pytest
 
 from core import layout
-from monitoring.demo import (
-    LOOPBACK,
+from tests import seaweedfs_server as swfs
+from tests.service.helpers import wait_for
+from tests.support import LOOPBACK, free_port, processes_mentioning, running_process
+from tools.demo import (
     SCORER_FLUSH_SECONDS,
     SCORER_POLL_SECONDS,
-    child,
     scorer_metric,
     served_version,
     wait_for_flush,
-    wait_until_ready,
 )
-from tests import seaweedfs_server as swfs
-from tests.service.helpers import wait_for
-from tests.support import free_port, processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.seaweedfs]
 
@@ -85,9 +82,17 @@ def scorer(server: swfs.SeaweedFS, log_file: Path) -> Iterator[str]:
         }
     )
     command = [sys.executable, "-m", "service", "--host", LOOPBACK, "--port", str(port)]
-    with child(command, env=env, log_file=log_file) as process:
-        url = f"http://{LOOPBACK}:{port}"
-        wait_until_ready(f"{url}/ready", process, timeout=60, what="scorer", log_file=log_file)
+    url = f"http://{LOOPBACK}:{port}"
+    with running_process(
+        command,
+        ready_url=f"{url}/ready",
+        env=env,
+        log=log_file,
+        statuses={200},
+        timeout=60,
+        grace=10,
+        name="scorer",
+    ) as process:
         yield url
     assert process.returncode is not None
 
@@ -110,7 +115,7 @@ def test_the_loop_on_s3_with_per_role_credentials(store: swfs.SeaweedFS, tmp_pat
         traffic = run_json(
             [
                 "-m",
-                "monitoring",
+                "tools",
                 "simulate",
                 "--url",
                 url,

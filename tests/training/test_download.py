@@ -5,7 +5,6 @@ on 127.0.0.1. No test sends traffic anywhere else."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import LOOPBACK, free_port
 from training import baac, download
 from training.errors import DownloadError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-LOOPBACK = "127.0.0.1"
 FAST = {"backoff_factor": 0.01, "timeout": 5}
 
 
@@ -254,9 +253,7 @@ def test_download_year_absent_from_the_dataset(datagouv: FakeDataGouv, tmp_path:
 def test_offline_is_one_clear_line(tmp_path: Path) -> None:
     # A loopback port nobody listens on: the closest offline we can get without
     # sending a packet anywhere.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with pytest.raises(DownloadError) as caught:
         download.download_year(
             2023, tmp_path, api_base=f"http://{LOOPBACK}:{port}/api/1", retries=1, **FAST

@@ -4,6 +4,7 @@ claim to move, and the real loader and a simple model can use the data."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Callable
@@ -85,6 +86,66 @@ def test_drifted_data_is_deterministic_too(tmp_path):
     first = synthesize(tmp_path / "a", accidents=500, seed=3, drift=DriftKind.TWO_WHEELERS)
     again = synthesize(tmp_path / "b", accidents=500, seed=3, drift=DriftKind.TWO_WHEELERS)
     assert all(first[t].read_bytes() == again[t].read_bytes() for t in TABLES)
+
+
+# The sha256 of every file of one small generated year per layout (2019 to 2025, the
+# last reusing 2024's), with and without each drift kind: a change of the generator's
+# code that is meant to keep its output must keep these. They change only with an
+# intended change of the data (a new distribution, a format fix) or with a numpy
+# release that changes its random streams; then record the new ones and say why.
+FINGERPRINTS: dict[tuple[int, str | None], dict[str, str]] = {
+    (2019, None): {
+        "caracteristiques": "81fede58a04f4086c0f6d5d202a40ebb2cd3af414e915169268e50c9f4d56bb1",
+        "lieux": "6940e2c6edb0dc470dcc1cbee4af40bec1cd5674b9e4b112cb7be864f416235d",
+        "usagers": "84605a71b7bf4a76b5d20711a4f2e52edc02be92fd6e2bd47ee698dc7fb923fc",
+        "vehicules": "c186fa2122bfd45235d29de34b5030d3b4cc3d7af237ae523f6bae5d7f96e553",
+    },
+    (2020, "two-wheelers"): {
+        "caracteristiques": "bf7f4f889fc7539174cfc792a426ea0baa0aa716aa6aa4252a75ec74e9a8e302",
+        "lieux": "cded10ac384ef14bd8a38df4a0780afe649b76bd5ad035cd112e1668b4793f7e",
+        "usagers": "81be56df60c79d5bcfd6041e8d92e44d09b78ee8d6e8c6d5ebfa2a5281b06c8a",
+        "vehicules": "f8b51623bb7fa203ddb9996b1f646bddfc72bd0d31dbd12d6c644e3467c2c444",
+    },
+    (2021, None): {
+        "caracteristiques": "007b7b3c609163986e9a214fac11e5c86d2a03b03685c6a0ad530fd6d3c7e18f",
+        "lieux": "660530f0e8bbab6d56ced3b96461b2bddc86cc1488e09430177502533321761d",
+        "usagers": "35c6357abc577a47f6012fc6576ed9ff777e931c7e85798f9b2b2c7187b0774a",
+        "vehicules": "305bafebbb45b18c1c9c62353d22dd66ba4859eb355d0db48f721f9786ea9c5b",
+    },
+    (2022, "bad-weather"): {
+        "caracteristiques": "e6e579e4c843434c6be7875039f407aef00520027f7fa16fe2c91b8a28e61f9a",
+        "lieux": "ac18b8918da2866a4674908fd23185a6bcc84de740c70c073beecc004457ec96",
+        "usagers": "12df368566756e5336ffab0a0a0ea026603b6b643ba39737ff55bbaca3daaff0",
+        "vehicules": "7dd08c0322b92fcc732db4efe3ab44bfd7a51b501ac848d734d01b16d0063a60",
+    },
+    (2023, "night-rural"): {
+        "caracteristiques": "b81330fc03ad4913cf92281eb4fc5bfea52a7a1db2ff2e96b74dc9652d4e4fe6",
+        "lieux": "b8b224fc2f574e49c683c102e00ae3f5c998078fccb8a9124fce726544fea3a3",
+        "usagers": "b113429a601a88ed693b144a77bf49b96e036e64e1b7b8a28cd88d99e68f95b0",
+        "vehicules": "aacb94c7809c4711e7fb942a22006984b7fa0d70d50e15047a9f3f144daf6e9d",
+    },
+    (2024, "older-victims"): {
+        "caracteristiques": "d5023a5c54553fe1625f988408d58f2b52b6cd4eefc1e8e4a0451d45e5383232",
+        "lieux": "c82370085efe617fce864e9534088424b107c6df3e060c9c93b602c837ab4b74",
+        "usagers": "dcc7d9e7abcdb5155d452119244bc07adc6b8b7d68cc7997cc53f4eaf016c17a",
+        "vehicules": "76dac3201cd9617db689b9173ae9805690c6f6d06fdf25bef2ece3e1f3e43648",
+    },
+    (2025, None): {
+        "caracteristiques": "04e085e2d26d59943528aecdda7ef746556448c61ab29aee956d351e81efca70",
+        "lieux": "55c4340f569e4e66f5aa489fb2a6dcc875078f628a7c49f0e3b7e9a68e16edfe",
+        "usagers": "34beee194bb9634f91839c88c539ab93b4366ecc4a23aabb225429cc3ddd4079",
+        "vehicules": "59fc8ea843c051a2ed7dd7ed1b83546fbb3e41d1e52002d9cd73774d0af06285",
+    },
+}
+
+
+@pytest.mark.parametrize(("year", "drift"), list(FINGERPRINTS))
+def test_output_is_byte_identical_to_the_recorded_fingerprint(tmp_path, year, drift):
+    files = synthesize(tmp_path, accidents=1500, seed=11, year=year, drift=drift)
+    digests = {
+        table: hashlib.sha256(path.read_bytes()).hexdigest() for table, path in files.items()
+    }
+    assert digests == FINGERPRINTS[(year, drift)]
 
 
 def test_an_existing_file_is_replaced(tmp_path):
@@ -351,7 +412,8 @@ def test_a_simple_model_learns_the_severity(generate):
     table = build_table(read_raw(generate(accidents=5_000, seed=21)["lieux"].parent))
     features, target = contract.encode_frame(table), table[contract.TARGET].to_numpy()
     cut = 3_500
-    # One thread: on a busy runner OpenMP's threads fight and a 2 s fit takes 20 s.
+    # One thread: on a busy runner OpenMP's threads fight and the fit takes many times
+    # as long.
     with threadpool_limits(1):
         model = HistGradientBoostingClassifier(random_state=0).fit(features[:cut], target[:cut])
     auc = roc_auc_score(target[cut:], model.predict_proba(features[cut:])[:, 1])

@@ -1,4 +1,4 @@
-"""``python -m monitoring demo``, the README's main command, run as a user runs it:
+"""``python -m tools demo`` (``make demo``), the README's main command, run as a user runs it:
 a fresh folder, embedded defaults (smaller data, for time), no network. It must end
 in time, tell the story (no drift, then drift and a retrain), and leave no process."""
 
@@ -17,6 +17,9 @@ from tests.support import processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
+# `python -m tools` runs from a checkout: the repository root.
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _listening(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
@@ -31,7 +34,7 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "monitoring",
+            "tools",
             "demo",
             "--workdir",
             str(workdir),
@@ -47,6 +50,7 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
         timeout=420,
         env={**os.environ, "DO_NOT_TRACK": "1"},
         stdin=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Demo finished in" in completed.stdout

@@ -2,7 +2,7 @@
 the data of a live Prometheus, so users can see what they will get before installing
 (no Grafana server needed).
 
-    python bench/render_dashboards.py --prometheus http://127.0.0.1:9090 --minutes 5
+    python -m tools render-dashboards --prometheus http://127.0.0.1:9090 --minutes 5
 
 Every panel is drawn where its ``gridPos`` puts it: time series and bars from range
 queries, stats and tables from instant queries, the probability heatmap from its
@@ -16,17 +16,15 @@ Needs matplotlib (``pip install matplotlib``), which is not a dependency of any 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import re
 import sys
 import textwrap
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -37,8 +35,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Grafana's dark theme, roughly.
 BACKGROUND = "#111217"
@@ -89,7 +85,8 @@ class Prometheus:
 
     def _get(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=60) as answer:
+        url = f"{self.url}/api/v1/{path}?{query}"
+        with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310 (our URL)
             body = json.load(answer)
         if body.get("status") != "success":
             raise RuntimeError(f"{path}: {body}")
@@ -613,28 +610,17 @@ def render(dashboard: dict[str, Any], renderer: Renderer, out: Path) -> None:
     figure.savefig(out, dpi=90, facecolor=BACKGROUND)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prometheus", required=True, help="Prometheus base URL")
-    parser.add_argument("--minutes", type=float, default=5.0, help="time range ending now")
-    parser.add_argument(
-        "--start", type=float, default=None, help="start (unix time; overrides --minutes)"
-    )
-    parser.add_argument("--end", type=float, default=None, help="end of the range (unix time)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboards")
-    parser.add_argument("--dashboards", type=Path, default=ROOT / "grafana" / "dashboards")
-    args = parser.parse_args(argv)
-    end = args.end or time.time()
-    start = args.start or end - args.minutes * 60
+def render_all(
+    prometheus_url: str, *, start: float, end: float, out: Path, dashboards: Path
+) -> list[Path]:
+    """One PNG per dashboard of ``dashboards`` into ``out``, over ``start`` to ``end``
+    (unix times); returns the images written."""
     step = max(1.0, round((end - start) / 240))
-    renderer = Renderer(Prometheus(args.prometheus), start, end, step)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(args.dashboards.glob("*.json")):
-        out = args.out / f"{path.stem}.png"
-        render(json.loads(path.read_text(encoding="utf-8")), renderer, out)
-        print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    renderer = Renderer(Prometheus(prometheus_url), start, end, step)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(dashboards.glob("*.json")):
+        image = out / f"{path.stem}.png"
+        render(json.loads(path.read_text(encoding="utf-8")), renderer, image)
+        written.append(image)
+    return written

@@ -1,4 +1,4 @@
-"""Traffic for a scorer: ``python -m monitoring simulate``.
+"""Traffic for a scorer: ``python -m tools simulate``.
 
 Rows come from the synthetic BAAC generator, optionally drifted, passed through the
 real loader and table builder (so they look exactly like what the model was trained
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core import contract
-from monitoring.errors import MonitoringError
+from tools.errors import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def rows_from_parquet(path: Path) -> tuple[list[dict[str, Any]], list[int | None
     try:
         table = pd.read_parquet(path)
     except (OSError, ValueError) as error:
-        raise MonitoringError(f"{path}: cannot read parquet ({error})") from error
+        raise ToolError(f"{path}: cannot read parquet ({error})") from error
     missing = sorted(set(contract.FEATURE_NAMES) - set(table.columns))
     if missing:
-        raise MonitoringError(f"{path}: missing feature column(s) {missing}")
+        raise ToolError(f"{path}: missing feature column(s) {missing}")
     return contract_rows(table)
 
 
@@ -209,7 +209,7 @@ def simulate(
     """Sends ``rate * duration`` requests; returns counts, the achieved rate and the
     latency percentiles (milliseconds, answered requests only)."""
     if not rows:
-        raise MonitoringError("no valid rows to send")
+        raise ToolError("no valid rows to send")
     # Bounds keep a typo from turning into an unbounded load test (ValueError: the CLI
     # reports a usage error).
     if not 0 < rate <= MAX_RATE:

@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 
 from core import contract
-from monitoring.simulate import contract_rows, simulate, synthetic_table
 from service.schemas import AccidentFeatures
 from tests.support import LOOPBACK, free_port
+from tools.simulate import contract_rows, simulate, synthetic_table
 
 pytestmark = pytest.mark.servers
+
+# `python -m tools` runs from a checkout: the repository root.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -189,7 +192,7 @@ def test_cli_sends_held_out_rows_and_prints_json(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "monitoring",
+                "tools",
                 "simulate",
                 "--url",
                 scorer.url,
@@ -204,16 +207,18 @@ def test_cli_sends_held_out_rows_and_prints_json(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=120,
+            cwd=ROOT,
         )
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     assert result["sent"] == result["ok"] == 50 and result["drift"] is None
     assert len(scorer.predictions) == 50
     usage = subprocess.run(
-        [sys.executable, "-m", "monitoring", "simulate", "--url", scorer.url, "--rate", "0"],
+        [sys.executable, "-m", "tools", "simulate", "--url", scorer.url, "--rate", "0"],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=ROOT,
     )
     assert usage.returncode == 2
     assert usage.stderr.strip().splitlines()[-1].startswith("error: rate must be in")

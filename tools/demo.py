@@ -1,4 +1,5 @@
-"""The local end-to-end demo (``make demo``): one command, embedded defaults, no network.
+"""The local end-to-end demo (``make demo``, ``python -m tools demo``): one command,
+embedded defaults, no network.
 
 Synthesize BAAC tables, train and promote a first model into a local registry, start
 the scorer (and a Pushgateway when the Debian ``prometheus-pushgateway`` binary is
@@ -7,37 +8,35 @@ traffic with delayed feedback labels, run the drift job again (drift: a local re
 runs, and its label guard and promotion gate decide), then check whether the scorer
 picked up a newly promoted version and summarise where the reports are.
 
-Every process it starts is a child started with Popen and is stopped in ``finally``,
-whatever happens; servers listen on free ports of 127.0.0.1 only.
+Every process it starts is a child of ``tools.processes.running_process``, stopped when
+the demo ends, whatever happens; servers listen on free ports of 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from monitoring.errors import MonitoringError
 from monitoring.job import run_drift
 from monitoring.settings import MonitoringSettings, RetrainMode
-from monitoring.simulate import contract_rows, simulate, synthetic_table
+from tools.errors import ToolError
+from tools.processes import LOOPBACK, free_port, http_get, running_process
+from tools.simulate import contract_rows, simulate, synthetic_table
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 MARKER = ".monitoring-demo"
 PUSHGATEWAY_BINARY = "prometheus-pushgateway"
 # The scorer polls its alias this often, so a promoted version is served within it.
@@ -50,8 +49,8 @@ PICKUP_TIMEOUT_SECONDS = 30.0
 class DemoOptions:
     workdir: Path
     accidents: int = 20_000
-    """Training accidents: 20,000 instead of a year's 56,000 keeps the demo (which
-    trains twice) well under five minutes on two cores."""
+    """Training accidents: fewer than a year's 56,000, because the demo trains twice
+    (its measured run time is in docs/drift.md, "Traffic simulator and demo")."""
     drift: str = "night-rural"
     rate: float = 150.0
     seconds: float = 8.0
@@ -64,68 +63,30 @@ class DemoOptions:
     seed: int = 42
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body; an HTTP error status is an answer, not an exception."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our URL)
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read()
-
-
-def wait_until_ready(
-    url: str, process: subprocess.Popen[bytes], *, timeout: float, what: str, log_file: Path
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MonitoringError(
-                f"{what} exited with code {process.returncode} before it was ready; see {log_file}"
-            )
-        with contextlib.suppress(OSError):
-            if http_get(url)[0] == 200:
-                return
-        time.sleep(0.2)
-    raise MonitoringError(f"{what} not ready at {url} within {timeout:.0f} s; see {log_file}")
-
-
-def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """SIGTERM (the scorer flushes its inference log), then SIGKILL after ``grace``."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=grace)
-
-
-@contextlib.contextmanager
-def child(
-    command: list[str], *, env: Mapping[str, str], log_file: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    output: IO[bytes] = log_file.open("wb")
-    try:
-        process = subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-        )
-        try:
-            yield process
-        finally:
-            stop(process)
-    finally:
-        output.close()
+def _child(
+    name: str,
+    command: list[str],
+    *,
+    ready_url: str,
+    env: Mapping[str, str],
+    log: Path,
+    timeout: float,
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A server of the demo: ready when its readiness URL says 200 (the scorer's says
+    503 until a model is loaded); its output in the work folder, where a failed start
+    points (the error stays on one line); stopped with time to flush (the scorer
+    writes its inference log on SIGTERM)."""
+    return running_process(
+        command,
+        ready_url=ready_url,
+        env=env,
+        log=log,
+        log_lines=0,
+        statuses={200},
+        timeout=timeout,
+        grace=10.0,
+        name=name,
+    )
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -133,12 +94,12 @@ def prepare_workdir(workdir: Path) -> None:
     anything else that is not empty is refused rather than deleted."""
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists():
-            raise MonitoringError(
+            raise ToolError(
                 f"{workdir} exists and was not made by the demo: remove it or pass --workdir"
             )
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("created by python -m monitoring demo; safe to delete\n")
+    (workdir / MARKER).write_text("created by python -m tools demo; safe to delete\n")
 
 
 def scorer_metric(base_url: str, name: str) -> float:
@@ -165,8 +126,6 @@ def wait_for_flush(base_url: str, rows: int, *, timeout: float = 20.0) -> float:
 
 
 def served_version(base_url: str) -> str | None:
-    import json
-
     status, body = http_get(f"{base_url}/ready")
     return str(json.loads(body).get("model_version")) if status == 200 else None
 
@@ -192,7 +151,7 @@ def _check_traffic(phase: str, traffic: Mapping[str, Any], scorer_log: Path) -> 
     data": stop here with the reason instead."""
     minimum = MonitoringSettings.model_fields["min_rows"].default
     if traffic["ok"] < minimum:
-        raise MonitoringError(
+        raise ToolError(
             f"{phase} traffic: the scorer answered {traffic['ok']} of {traffic['sent']} "
             f"requests (statuses {traffic['statuses']}), the drift job needs {minimum}; "
             f"see {scorer_log}"
@@ -259,21 +218,16 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         if options.pushgateway and binary:
             port = free_port()
             pushgateway_url = f"http://{LOOPBACK}:{port}"
-            log_file = workdir / "pushgateway.log"
-            gateway = stack.enter_context(
-                child(
+            stack.enter_context(
+                _child(
+                    "Pushgateway",
                     # No persistence: Debian's default file is under /var/lib.
                     [binary, f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="],
+                    ready_url=f"{pushgateway_url}/-/ready",
                     env=os.environ,
-                    log_file=log_file,
+                    log=workdir / "pushgateway.log",
+                    timeout=20.0,
                 )
-            )
-            wait_until_ready(
-                f"{pushgateway_url}/-/ready",
-                gateway,
-                timeout=20,
-                what="Pushgateway",
-                log_file=log_file,
             )
         result["pushgateway"] = pushgateway_url or (
             "not started (--no-pushgateway)"
@@ -285,14 +239,16 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         port = free_port()
         base_url = f"http://{LOOPBACK}:{port}"
         log_file = workdir / "scorer.log"
-        scorer = stack.enter_context(
-            child(
+        stack.enter_context(
+            _child(
+                "scorer",
                 [sys.executable, "-m", "service", "--host", LOOPBACK, "--port", str(port)],
+                ready_url=f"{base_url}/ready",
                 env=env,
-                log_file=log_file,
+                log=log_file,
+                timeout=60.0,
             )
         )
-        wait_until_ready(f"{base_url}/ready", scorer, timeout=60, what="scorer", log_file=log_file)
         result["scorer"] = {"url": base_url, "log": str(log_file)}
 
         log.info("demo 4/7: normal traffic", extra={"rate": options.rate})
