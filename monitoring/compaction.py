@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from core import layout, partitions, tables
 from core.errors import ObjectExistsError, StorageError
 from core.storage import Storage, create_once
+from monitoring.drift import Window
 from monitoring.settings import MonitoringSettings
 
 log = logging.getLogger(__name__)
@@ -307,15 +308,15 @@ def run_compaction(
     """Compaction of every finished day, deletion of what earlier runs replaced, then
     retention; one day's failure is reported and the next day tried."""
     now = now.astimezone(UTC)
-    window_start = now - timedelta(hours=settings.window_hours)
-    # The drift window's days are kept whatever the retention says.
+    # The drift window's days (a backfill's too) are kept whatever the retention says.
+    window_start = Window.ending(settings.window_end or now, settings.window_hours).start
     keep_logs_from = min(
         (now - timedelta(days=settings.retention_days)).date(), window_start.date()
     )
     keep_from: dict[str, date | None] = {
         layout.INFERENCE_LOG_PREFIX: keep_logs_from,
         layout.FEEDBACK_PREFIX: (
-            min((now - timedelta(days=settings.feedback_retention_days)).date(), keep_logs_from)
+            (now - timedelta(days=settings.feedback_retention_days)).date()
             if settings.feedback_retention_days is not None
             else None
         ),

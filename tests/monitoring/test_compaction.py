@@ -268,7 +268,11 @@ def test_retention_deletes_old_days_and_reports_never_the_window_or_labels(
     )
     assert storage.exists("models/m/v/model.onnx")
     assert load_feedback(storage, today=now.date()).labels == 4  # labels are kept...
-    run(storage, now, retention_days=2, window_hours=24, feedback_retention_days=2)
+    # A backfill's window is kept too, whatever the retention.
+    backfill = now - timedelta(days=2)
+    run(storage, now, retention_days=1, window_end=backfill, feedback_retention_days=2)
+    days = partitions.partition_days(storage, layout.INFERENCE_LOG_PREFIX)
+    assert sorted(days) == [now.date() - timedelta(days=b) for b in (3, 2, 1)]
     assert load_feedback(storage, today=now.date()).labels == 2  # ...unless asked
 
 
