@@ -3,8 +3,9 @@ compaction: the whole ``python -m monitoring drift`` command (compaction step of
 only the reading differs), against the bench_drift.py registry (50,000 reference
 rows).
 
-The window ends at 01:30 UTC the day before yesterday, as the daily run sees it: 23.5
-hours of a finished day, then half an hour of the next, which compaction leaves raw.
+The window ends at 01:30 UTC the day before yesterday: 22.5 hours of one day, 1.5 of
+the next, both finished by the time the benchmark runs, so the compacted window is
+two parts (the daily run at 02:30 would also read its own day's first hours raw).
 ``--files`` files (default 2,000, one flush every 43 s of one replica) of
 ``--rows-per-file`` rows (default 50: 100,000 rows) spread over the window.
 

@@ -143,8 +143,8 @@ class MonitoringSettings(BaseSettings):
     compaction_rows_per_file: int = Field(
         1_000_000,
         ge=1000,
-        description="Rows per compacted part: about 20-40 MB of parquet, a few a day at "
-        "100 requests a second.",
+        description="Rows per compacted part: about 55 MB of parquet; a day at 100 "
+        "requests a second is 9 parts.",
     )
     compaction_grace_hours: float = Field(
         1.0,
@@ -156,8 +156,9 @@ class MonitoringSettings(BaseSettings):
         14,
         ge=1,
         description="Inference-log days and drift reports older than this are deleted "
-        "(never a day of the drift window). 14 days of 100 requests a second is about "
-        "1.5 GB compacted, within a kind cluster's 5 Gi SeaweedFS volume.",
+        "(never a day of the drift window). Sized for a kind cluster's 5 Gi SeaweedFS "
+        "claim: compacted logs take about 55 bytes a row, so 14 days at 30 requests a "
+        "second is about 2 GB, plus the raw files of the last two days (docs/drift.md).",
     )
     feedback_retention_days: int | None = Field(
         None,
