@@ -296,3 +296,22 @@ def test_compaction_on_s3(s3_bucket: str) -> None:
     files = partitions.day_files(storage, layout.INFERENCE_LOG_PREFIX, DAY)
     assert files.manifest is not None and len(files.listed) == 2
     assert logged_ids(storage, DAY) == ids
+
+
+def test_training_finds_a_labels_features_in_a_compacted_day(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    ids = write_log_files(storage, DAY, files=20, rows=5)
+    labelled = [ids[3], ids[57]]
+    received = datetime.combine(DAY, datetime.min.time(), UTC) + timedelta(days=1, hours=3)
+    storage.write_bytes(
+        layout.partitioned_key(layout.FEEDBACK_PREFIX, received, "pod"),
+        feedback_parquet(
+            [FeedbackLabel(rid, 1, None, False, received.timestamp()) for rid in labelled]
+        ),
+    )
+    run(storage, NEXT_RUN + timedelta(days=1))
+    run(storage, NEXT_RUN + timedelta(days=1, hours=2))
+    assert len(partitions.day_files(storage, layout.INFERENCE_LOG_PREFIX, DAY).listed) == 2
+    rows = load_feedback(storage, today=received.date())
+    assert (rows.labels, rows.unmatched_labels) == (2, 0)
+    assert sorted(rows.table[contract.ACCIDENT_ID]) == sorted(f"feedback:{rid}" for rid in labelled)
