@@ -15,8 +15,12 @@ module names every key so the three agree.
     models/<name>/aliases/history/<alias>-<generation>.json  every alias change, for
                                                      audit; created (never replaced) before
                                                      the pointer moves: the promotion's claim
-    inference-logs/date=YYYY-MM-DD/<host>-<ts>.parquet
-    feedback/date=YYYY-MM-DD/<host>-<ts>.parquet
+    inference-logs/date=YYYY-MM-DD/<host>-<ts>.parquet   rows whose timestamp is of
+                                              that day (UTC), flushed at <ts>
+    feedback/date=YYYY-MM-DD/<host>-<ts>.parquet         labels stored at <ts>
+    <both>/date=YYYY-MM-DD/_compacted/...     a finished day compacted: parts and the
+                                              manifests saying which files they
+                                              replace (core/partitions.py)
     reports/drift/<ts>/{report.html,snapshot.json,summary.json}
     retrain-claims/<name>/<window>.json       who started the retrain of a decision
                                               window (create-if-absent: one per window)
@@ -25,7 +29,7 @@ module names every key so the three agree.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from core import contract
 
@@ -118,9 +122,19 @@ def timestamp_slug(when: datetime) -> str:
 def partitioned_key(prefix: str, when: datetime, host: str) -> str:
     """Date-partitioned parquet key, one file per flush and host, so several scorer
     replicas never write the same key."""
-    day = when.astimezone(UTC).strftime("%Y-%m-%d")
+    return day_partition_key(prefix, when.astimezone(UTC).date(), when, host)
+
+
+def day_partition_key(prefix: str, day: date, written: datetime, host: str) -> str:
+    """The key of a file of ``day``'s rows written at ``written``: the inference log
+    partitions rows by their own day, whenever the flush happens."""
     safe_host = re.sub(r"[^A-Za-z0-9._-]", "-", host) or "host"
-    return f"{prefix}date={day}/{safe_host}-{timestamp_slug(when)}.parquet"
+    return f"{day_prefix(prefix, day)}{safe_host}-{timestamp_slug(written)}.parquet"
+
+
+def day_prefix(prefix: str, day: date) -> str:
+    """``<prefix>date=YYYY-MM-DD/``: one day's partition."""
+    return f"{prefix}date={day.isoformat()}/"
 
 
 def partition_date(key: str) -> str | None:

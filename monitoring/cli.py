@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from core.commands import print_json, run_handler
 from core.logs import configure_logging
@@ -55,6 +55,26 @@ def _datetime(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {value!r}") from error
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from monitoring.compaction import run_compaction
+    from monitoring.job import storages
+    from monitoring.settings import MonitoringSettings
+
+    overrides = {
+        "registry_uri": args.registry,
+        "inference_log_uri": args.inference_log_uri,
+        "report_uri": args.report_uri,
+        "compaction_rows_per_file": args.compaction_rows_per_file,
+        "compaction_grace_hours": args.compaction_grace_hours,
+        "retention_days": args.retention_days,
+        "feedback_retention_days": args.feedback_retention_days,
+    }
+    settings = MonitoringSettings(**{k: v for k, v in overrides.items() if v is not None})
+    _, log_storage, report_storage = storages(settings)
+    print_json(run_compaction(settings, log_storage, report_storage, now=datetime.now(UTC)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -86,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="decide and print the retrain, start nothing"
     )
     drift.set_defaults(handler=_drift)
+
+    compact = commands.add_parser(
+        "compact",
+        help="compact finished days of inference logs and feedback; apply the retention",
+        description="What every drift run does first (docs/drift.md, 'Compaction and "
+        "retention'). Options left out are read from MONITORING_* environment variables.",
+    )
+    compact.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
+    compact.add_argument("--inference-log-uri", default=None, help="default: the registry's")
+    compact.add_argument("--report-uri", default=None, help="default: the registry's")
+    compact.add_argument("--compaction-rows-per-file", type=int, default=None)
+    compact.add_argument("--compaction-grace-hours", type=float, default=None)
+    compact.add_argument("--retention-days", type=int, default=None, help="default 14")
+    compact.add_argument("--feedback-retention-days", type=int, default=None)
+    compact.set_defaults(handler=_compact)
     return parser
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core import contract, layout
+from core import contract, layout, partitions
 from core.errors import ObjectNotFoundError
 from core.registry import Registry
 from core.storage import Storage
@@ -93,8 +93,8 @@ def load_window(storage: Storage, window: Window, *, max_rows: int, seed: int) -
     rng = np.random.default_rng(seed)
     keys: list[str] = []
     for day in window.days():
-        prefix = f"{layout.INFERENCE_LOG_PREFIX}date={day.isoformat()}/"
-        keys.extend(key for key in storage.list(prefix) if key.endswith(".parquet"))
+        # A compacted day reads as its parts plus any later raw file, never both forms.
+        keys.extend(partitions.day_files(storage, layout.INFERENCE_LOG_PREFIX, day).keys)
     kept: pd.DataFrame | None = None
     in_window = 0
     unreadable: list[str] = []

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import contract, k8s_jobs
-from core.errors import RetrainError
+from core.errors import RetrainError, TriageError
 from core.registry import Registry
 from core.storage import Storage, open_storage
-from monitoring import drift, push, retrain
+from monitoring import compaction, drift, push, retrain
 from monitoring.reports import ReportLocation
 from monitoring.settings import MonitoringSettings
 
@@ -25,7 +25,7 @@ STATUS_NO_DRIFT = "no-drift"
 STATUS_INSUFFICIENT = "insufficient-data"
 
 
-def _storages(settings: MonitoringSettings) -> tuple[Storage, Storage, Storage]:
+def storages(settings: MonitoringSettings) -> tuple[Storage, Storage, Storage]:
     """Registry, inference-log and report storages; one object when they share a URI."""
     opened: dict[str, Storage] = {}
 
@@ -41,15 +41,30 @@ def _storages(settings: MonitoringSettings) -> tuple[Storage, Storage, Storage]:
     )
 
 
+def _compact(
+    settings: MonitoringSettings, log_storage: Storage, report_storage: Storage, now: datetime
+) -> dict[str, Any] | None:
+    """Compaction and retention, first: the window is then read compacted. A failure
+    is reported in the summary and never stops the drift run."""
+    if not settings.compaction_enabled:
+        return None
+    try:
+        return compaction.run_compaction(settings, log_storage, report_storage, now=now)
+    except TriageError as error:
+        log.error("compaction failed", extra={"error": str(error)})
+        return {"error": str(error)}
+
+
 def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> dict[str, Any]:
     """One drift run; returns its summary (also written as summary.json)."""
     started = time.perf_counter()
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    registry_storage, log_storage, report_storage = _storages(settings)
+    registry_storage, log_storage, report_storage = storages(settings)
     registry = Registry(registry_storage, settings.model_name)
     version = drift.production_version(registry)
     window = drift.Window.ending(settings.window_end or now, settings.window_hours)
     location = ReportLocation.for_run(report_storage, now)
+    housekeeping = _compact(settings, log_storage, report_storage, now)
 
     log.info("loading the window's inference logs", extra=window.to_dict())
     live = drift.load_window(
@@ -89,6 +104,7 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
         "tests": None,
         "report": location.urls(with_evidently=False),
         "started_at": now.isoformat(),
+        "compaction": housekeeping,
     }
 
     insufficient = current_rows < settings.min_rows

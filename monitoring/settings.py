@@ -134,6 +134,39 @@ class MonitoringSettings(BaseSettings):
         False, description="Decide and print the retrain command or Job, start nothing."
     )
 
+    # --- compaction and retention (monitoring/compaction.py) ---------------------------
+    compaction_enabled: bool = Field(
+        True,
+        description="Compact finished days and apply the retention at the start of every "
+        "drift run (python -m monitoring compact does it alone).",
+    )
+    compaction_rows_per_file: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Rows per compacted part: about 55 MB of parquet; a day at 100 "
+        "requests a second is 9 parts.",
+    )
+    compaction_grace_hours: float = Field(
+        1.0,
+        ge=0,
+        description="Files a compaction replaced are deleted by a run at least this long "
+        "after it, once every reader that listed the day before it has finished.",
+    )
+    retention_days: int = Field(
+        14,
+        ge=1,
+        description="Inference-log days and drift reports older than this are deleted "
+        "(never a day of the drift window). Sized for a kind cluster's 5 Gi SeaweedFS "
+        "claim: compacted logs take about 55 bytes a row, so 14 days at 30 requests a "
+        "second is about 2 GB, plus the raw files of the last two days (docs/drift.md).",
+    )
+    feedback_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Feedback days older than this are deleted; unset: labels are "
+        "training data, kept.",
+    )
+
     @model_validator(mode="after")
     def _check_caps(self) -> MonitoringSettings:
         if self.max_current_rows < self.min_rows:

@@ -4,8 +4,10 @@ the drift job (and for feedback labels sent by request id).
 Requests only append to an in-memory buffer (O(1), never raises, never waits); a
 background task flushes it every ``flush_seconds``, or sooner once ``flush_rows``
 rows wait, writing one parquet file per flush under
-``inference-logs/date=YYYY-MM-DD/<host>-<timestamp>.parquet`` (the date and time of
-the flush, UTC; each row carries its own timestamp).
+``inference-logs/date=YYYY-MM-DD/<host>-<timestamp>.parquet``: the date of the rows'
+own timestamps (UTC; a flush with rows of two days writes a file per day), the time
+of the flush. A row is therefore always in its day's partition, however late the
+flush, and the drift job and the training job read only the days they need.
 
 The buffer holds :class:`LogChunk` objects, one per request, made of what scoring
 already computed: the model's float32 matrix, the probability array, the request
@@ -29,7 +31,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from core import layout
 from core.errors import StorageError
@@ -177,14 +179,28 @@ class InferenceLog:
         count = sum(len(chunk) for chunk in batch)
         self._pending_rows -= count
         self._in_flight = count
-        key = layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, self._clock(), self.host)
+        written_at = self._clock()
+        unwritten = _by_day(batch)
         try:
-            await self.executor.run(self._write, key, batch)
+            # One file per day of the rows' own timestamps: a row is in its day's
+            # partition however late the flush (a flush across midnight, a storage
+            # outage), which the drift window and the training job's lookup by
+            # request-id day rely on.
+            while unwritten:
+                day, chunks = next(iter(unwritten.items()))
+                key = layout.day_partition_key(
+                    layout.INFERENCE_LOG_PREFIX, day, written_at, self.host
+                )
+                await self.executor.run(self._write, key, chunks)
+                del unwritten[day]
+                self._count_written(chunks)
         except BaseException as error:
             # Back to the front, oldest first; then the capacity decides what stays.
+            back = [chunk for chunk in batch if _day(chunk) in unwritten]
+            back_rows = sum(len(chunk) for chunk in back)
             self._in_flight = 0
-            self._pending.extendleft(reversed(batch))
-            self._pending_rows += count
+            self._pending.extendleft(reversed(back))
+            self._pending_rows += back_rows
             self._drop_oldest(self._pending_rows - self.capacity)
             if not isinstance(error, Exception):
                 raise  # cancelled: the rows are back, let the cancellation through
@@ -199,10 +215,14 @@ class InferenceLog:
             )
             return False
         self._in_flight = 0
-        self.rows_written += count
-        self.files_written += 1
-        self.metrics.log_rows_written.inc(count)
         return True
+
+    def _count_written(self, chunks: list[LogChunk]) -> None:
+        rows = sum(len(chunk) for chunk in chunks)
+        self._in_flight -= rows
+        self.rows_written += rows
+        self.files_written += 1
+        self.metrics.log_rows_written.inc(rows)
 
     def _write(self, key: str, batch: list[LogChunk]) -> None:
         self.storage.write_bytes(
@@ -260,6 +280,26 @@ class InferenceLog:
             "inference log closed",
             extra={"rows_written": self.rows_written, "rows_dropped": self.rows_dropped},
         )
+
+
+def _day(chunk: LogChunk) -> date:
+    return datetime.fromtimestamp(chunk.timestamp, UTC).date()
+
+
+def _by_day(batch: list[LogChunk]) -> dict[date, list[LogChunk]]:
+    """The batch's chunks by the UTC day of their timestamp, in order; one group
+    without a per-chunk look when the first and last rows are of the same day (every
+    flush but those that span midnight)."""
+    stamps = [chunk.timestamp for chunk in batch]
+    if not stamps:
+        return {}
+    first = datetime.fromtimestamp(min(stamps), UTC).date()
+    if datetime.fromtimestamp(max(stamps), UTC).date() == first:
+        return {first: batch}
+    groups: dict[date, list[LogChunk]] = {}
+    for chunk in batch:
+        groups.setdefault(_day(chunk), []).append(chunk)
+    return groups
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -1,12 +1,16 @@
 """Request ids the scorer issues, signed so that any replica can tell them from
 made-up ones when a feedback label arrives for one.
 
-An issued id is 32 hex digits, like a ``uuid4().hex``: 16 of randomness and 16 of a
-keyed BLAKE2b MAC of them (BLAKE2b's keyed mode is a MAC by design, and costs about a
-microsecond and a half per id here, where ``hmac`` with SHA-256 costs 3.6). Replicas share the key
-(``SCORER_REQUEST_ID_KEY``, one generated Secret in the chart) and no state: a
-replica verifies an id a sibling issued by recomputing its MAC. A batch's row ``i``
-is labelled as ``<id>-<i>``, with ``i`` below the batch limit.
+An issued id is 40 hex digits (``core/request_ids.py`` has the format): 4 bytes of
+issue time in epoch seconds, 8 random bytes, and an 8-byte keyed BLAKE2b MAC of both
+(BLAKE2b's keyed mode is a MAC by design, and costs about a microsecond per id here,
+where ``hmac`` with SHA-256 costs 3.6). The time lets the training job look for an
+id's inference-log row in one day's partitions; the MAC covers it, so an accepted
+label's id has the time the scorer wrote. The 8 random bytes are per second of
+issue, so ids only collide when two of the same second share them. Replicas share
+the key (``SCORER_REQUEST_ID_KEY``, one generated Secret in the chart) and no state:
+a replica verifies an id a sibling issued by recomputing its MAC. A batch's row
+``i`` is labelled as ``<id>-<i>``, with ``i`` below the batch limit.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
+from time import time as _now
 
-NONCE_BYTES = 8
-MAC_BYTES = 8
-_ID_LENGTH = 2 * (NONCE_BYTES + MAC_BYTES)
+from core.request_ids import ID_HEX_DIGITS, MAC_BYTES, NONCE_BYTES, SIGNED_BYTES
+
+# The issue time: TIME_BYTES (4) unsigned big-endian bytes of epoch seconds.
+_pack_time = struct.Struct(">I").pack
 
 
 class RequestIdSigner:
@@ -30,14 +37,24 @@ class RequestIdSigner:
         self._keyed = hashlib.blake2b(key=hashlib.sha256(secret).digest(), digest_size=MAC_BYTES)
         self.batch_limit = batch_limit
 
-    def _mac(self, nonce: bytes) -> bytes:
+    def _mac(self, signed: bytes) -> bytes:
         mac = self._keyed.copy()
-        mac.update(nonce)
+        mac.update(signed)
         return mac.digest()
 
     def issue(self) -> str:
-        nonce = os.urandom(NONCE_BYTES)
-        return (nonce + self._mac(nonce)).hex()
+        """A new id, issued now. On every request: kept to a few C calls (the MAC
+        inline rather than through ``issue_at``)."""
+        signed = _pack_time(int(_now())) + os.urandom(NONCE_BYTES)
+        mac = self._keyed.copy()
+        mac.update(signed)
+        return (signed + mac.digest()).hex()
+
+    def issue_at(self, seconds: int) -> str:
+        """An id issued at ``seconds`` (epoch): for tests and benchmarks that log
+        rows of another day."""
+        signed = _pack_time(seconds) + os.urandom(NONCE_BYTES)
+        return (signed + self._mac(signed)).hex()
 
     def issued(self, request_id: str) -> bool:
         """Whether ``request_id`` is an id this key issued, or row ``i`` of one
@@ -50,10 +67,10 @@ class RequestIdSigner:
             and int(row) < self.batch_limit
         ):
             return False
-        if len(base) != _ID_LENGTH:
+        if len(base) != ID_HEX_DIGITS:
             return False
         try:
-            nonce = bytes.fromhex(base[: 2 * NONCE_BYTES])
+            signed = bytes.fromhex(base[: 2 * SIGNED_BYTES])
         except ValueError:
             return False
-        return hmac.compare_digest(self._mac(nonce).hex(), base[2 * NONCE_BYTES :])
+        return hmac.compare_digest(self._mac(signed).hex(), base[2 * SIGNED_BYTES :])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from core import contract, layout
 from core.registry import Registry
+from service.request_ids import RequestIdSigner
 from training.model import ModelKind, build_pipeline, to_onnx
 
 
@@ -104,3 +106,9 @@ def publish_pickle_only(
             json.dumps(pointer).encode("utf-8"),
         )
     return published
+
+
+def issued_ids(count: int, when: datetime) -> list[str]:
+    """``count`` request ids as the scorer issues them at ``when``."""
+    signer = RequestIdSigner("test key", batch_limit=1000)
+    return [signer.issue_at(int(when.timestamp())) for _ in range(count)]

@@ -2,8 +2,15 @@
 
 A feedback row carries a request id and the true label, and the features when the
 caller sent them. Rows without features are completed from the inference log, which
-holds every scored row under its request id. Rows that can be completed neither way
-are counted and left out.
+holds every scored row under its request id: the id carries its issue time
+(``core/request_ids.py``), so only that day's partitions are read (and the next
+day's for an id issued in the last hour), never the whole history. Rows that can be
+completed neither way (an admin label's own id, a row past the log's retention) are
+counted and left out.
+
+Labels are read from the last ``days`` days' partitions (all of them by default:
+labels are the training data, and a compacted day is one file), each day read as
+``core/partitions.py`` resolves it, compacted or not.
 
 One label per request id, by the scorer's rule, applied here again because replicas
 share no memory (two of them may each have accepted a label for the same id): the
@@ -16,11 +23,17 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from core import contract, layout
+from core import contract, layout, partitions, request_ids
 from core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -62,21 +75,32 @@ def accepted_labels(feedback: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([kept, overwrites]).sort_values(layout.RECEIVED_AT, kind="stable")
 
 
-def _read_parquet_files(storage: Storage, prefix: str) -> tuple[list[pd.DataFrame], int, int]:
-    frames, unreadable = [], 0
-    keys = [key for key in storage.list(prefix) if key.endswith(".parquet")]
-    for key in keys:
-        try:
-            frames.append(pd.read_parquet(io.BytesIO(storage.read_bytes(key))))
-        except (OSError, ValueError) as error:
-            unreadable += 1
-            log.warning("skipping unreadable file", extra={"key": key, "error": str(error)})
-    return frames, len(keys), unreadable
+def _read_labels(data: bytes) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(data))
 
 
-def load_feedback(storage: Storage) -> FeedbackRows:
-    """Every feedback label in the storage, as rows of the modelling table."""
-    frames, files, unreadable = _read_parquet_files(storage, layout.FEEDBACK_PREFIX)
+def label_days(storage: Storage, days: int | None, today: date) -> list[date]:
+    """The feedback partitions to read: the last ``days`` days up to ``today``, or
+    every one stored when ``days`` is None."""
+    if days is None:
+        return sorted(partitions.partition_days(storage, layout.FEEDBACK_PREFIX))
+    return [today - timedelta(days=back) for back in reversed(range(days))]
+
+
+def load_feedback(
+    storage: Storage, *, days: int | None = None, today: date | None = None
+) -> FeedbackRows:
+    """The feedback labels of the last ``days`` days' partitions (all of them when
+    None), as rows of the modelling table. A label without features gets them from the
+    inference log, read only in the partitions of its request id's issue day."""
+    today = today or datetime.now(UTC).date()
+    frames: list[pd.DataFrame] = []
+    files, unreadable = 0, 0
+    for day in label_days(storage, days, today):
+        read = partitions.read_day(storage, layout.FEEDBACK_PREFIX, day, _read_labels)
+        frames.extend(read.results)
+        files += read.files
+        unreadable += len(read.unreadable)
     empty = pd.DataFrame(columns=[contract.ACCIDENT_ID, *contract.FEATURE_NAMES, contract.TARGET])
     if not frames:
         return FeedbackRows(empty, files, unreadable, 0)
@@ -93,23 +117,11 @@ def load_feedback(storage: Storage) -> FeedbackRows:
     complete = feedback[has_features]
     missing = feedback[~has_features][[layout.REQUEST_ID, layout.LABEL]]
     if len(missing):
-        logged, _, _ = _read_parquet_files(storage, layout.INFERENCE_LOG_PREFIX)
-        if logged:
-            scored = pd.concat(logged, ignore_index=True).drop_duplicates(
-                layout.REQUEST_ID, keep="last"
-            )
-            missing = missing.merge(
-                scored[[layout.REQUEST_ID, *contract.FEATURE_NAMES]],
-                on=layout.REQUEST_ID,
-                how="left",
-                indicator=True,
-            )
-            matched = missing[missing["_merge"] == "both"].drop(columns="_merge")
-        else:
-            matched = missing.iloc[0:0]
+        scored = logged_features(storage, missing[layout.REQUEST_ID])
+        matched = missing.merge(scored, on=layout.REQUEST_ID, how="inner")
     else:
         matched = missing
-    unmatched = len(missing) - len(matched) if len(missing) else 0
+    unmatched = len(missing) - len(matched)
     parts = [part for part in (complete, matched) if len(part)]
     if not parts:
         return FeedbackRows(empty, files, unreadable, unmatched, ignored)
@@ -124,3 +136,53 @@ def load_feedback(storage: Storage) -> FeedbackRows:
     if unmatched:
         log.warning("feedback labels without features were left out", extra={"rows": unmatched})
     return FeedbackRows(table.reset_index(drop=True), files, unreadable, unmatched, ignored)
+
+
+def logged_features(storage: Storage, ids: Iterable[str]) -> pd.DataFrame:
+    """The logged features of ``ids`` (request id and features, one row per id found),
+    read from the partitions of their issue days only: what this costs follows the
+    labels, not the history. Ids the scorer did not issue (an admin label's own) have
+    no issue day and are not looked for."""
+    wanted_by_day: dict[date, set[str]] = {}
+    undated = 0
+    for request_id in ids:
+        days = request_ids.logged_days(request_id)
+        undated += not days
+        for day in days:
+            wanted_by_day.setdefault(day, set()).add(request_id)
+    if undated:
+        log.info(
+            "labels of ids the scorer did not issue have no log to look in", extra={"rows": undated}
+        )
+    columns = [layout.REQUEST_ID, *contract.FEATURE_NAMES]
+    frames: list[pd.DataFrame] = []
+    for day, wanted in sorted(wanted_by_day.items()):
+        read = partitions.read_day(
+            storage, layout.INFERENCE_LOG_PREFIX, day, partial(_rows_of, pa.array(sorted(wanted)))
+        )
+        frames.extend(frame for frame in read.results if len(frame))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    found = pd.concat(frames, ignore_index=True)
+    return found.drop_duplicates(layout.REQUEST_ID, keep="last")[columns]
+
+
+def _rows_of(wanted: pa.Array, data: bytes) -> pd.DataFrame:
+    """The rows of one inference-log file whose request id is wanted: the id column
+    first, the features only when one matches (most files have none)."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    mask = pc.is_in(parquet.read(columns=[layout.REQUEST_ID])[layout.REQUEST_ID], wanted)
+    if not pc.any(mask).as_py():
+        return pd.DataFrame()
+    present = set(parquet.schema_arrow.names)
+    frame = (
+        parquet.read(
+            columns=[layout.REQUEST_ID, *(n for n in contract.FEATURE_NAMES if n in present)]
+        )
+        .filter(mask)
+        .to_pandas()
+    )
+    for name in contract.FEATURE_NAMES:
+        if name not in frame.columns:
+            frame[name] = None
+    return frame

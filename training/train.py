@@ -142,6 +142,12 @@ class TrainingSettings(BaseSettings):
         50_000, gt=0, description="Rows of the drift reference sample stored with the model."
     )
     use_feedback: bool = Field(True, description="Add the scorer's feedback labels.")
+    feedback_days: int | None = Field(
+        None,
+        ge=1,
+        description="Read the feedback labels of the last this many days' partitions only; "
+        "unset: every stored label (a compacted day is one file).",
+    )
     storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
 
     @model_validator(mode="after")
@@ -346,7 +352,7 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     feedback, feedback_leaks = pd.DataFrame(), 0
     if settings.use_feedback:
         feedback, feedback_leaks = drop_held_out_feedback(
-            load_feedback(storage).table, test_rows, x_test
+            load_feedback(storage, days=settings.feedback_days).table, test_rows, x_test
         )
     feedback_rows = len(feedback)
     fingerprint = data_fingerprint(

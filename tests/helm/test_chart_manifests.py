@@ -779,6 +779,8 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         "MONITORING_MIN_ROWS",
         "MONITORING_DRIFT_SHARE",
         "MONITORING_COOLDOWN_HOURS",
+        "MONITORING_COMPACTION_ENABLED",
+        "MONITORING_RETENTION_DAYS",
     }
     assert rendered - set(DELIBERATE) <= checked
     values = chart_values()
@@ -788,6 +790,9 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         ("driftShare", "drift_share"),
         ("windowHours", "window_hours"),
         ("cooldownHours", "cooldown_hours"),
+        ("compactionEnabled", "compaction_enabled"),
+        ("retentionDays", "retention_days"),
+        ("feedbackRetentionDays", "feedback_retention_days"),
     ]:
         assert values["drift"][value] == defaults[field].default, value
 

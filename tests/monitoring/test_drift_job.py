@@ -234,3 +234,19 @@ def test_settings_refuse_a_cap_below_the_minimum() -> None:
     with pytest.raises(ValueError, match="max_current_rows"):
         values: dict[str, Any] = {"min_rows": 2000, "max_current_rows": 1000}
         MonitoringSettings(**values)
+
+
+def test_a_drift_run_compacts_finished_days_first_and_judges_the_same(
+    trained_model: TrainedModel, live_storage: Storage, make_settings: Settings
+) -> None:
+    rows = live_rows(trained_model, ROWS, seed=5)
+    # 20 hours of traffic ending at NOW: most of it on the day before, a finished day.
+    write_inference_logs(live_storage, rows, end=NOW, span=timedelta(hours=20), files=40)
+    raw = run_drift(make_settings(compaction_enabled=False), now=NOW)
+    assert raw["compaction"] is None
+    compacted = run_drift(make_settings(), now=NOW)
+    finished = (NOW - timedelta(days=1)).date().isoformat()
+    assert compacted["compaction"]["inference-logs"]["days_compacted"] == [finished]
+    assert compacted["files"]["read"] < raw["files"]["read"]
+    assert compacted["rows"] == raw["rows"]
+    assert compacted["columns"] == raw["columns"]

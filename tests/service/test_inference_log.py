@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,7 +156,8 @@ def test_files_are_date_partitioned_parquet_with_the_layout_columns(
 
     run(scenario())
     [key] = storage.list(layout.INFERENCE_LOG_PREFIX)
-    assert key == "inference-logs/date=2026-03-14/pod-a-20260314T150926000000Z.parquet"
+    # The partition is the rows' day (2026-09-21), the name the flush's time.
+    assert key == "inference-logs/date=2026-09-21/pod-a-20260314T150926000000Z.parquet"
     table = pq.read_table(io.BytesIO(storage.read_bytes(key)))
     assert table.schema.equals(INFERENCE_LOG_SCHEMA)
     assert tuple(table.column_names) == layout.INFERENCE_LOG_COLUMNS
@@ -181,6 +183,69 @@ def test_files_are_date_partitioned_parquet_with_the_layout_columns(
     np.testing.assert_array_equal(
         contract.encode_frame(frame), contract.encode_rows([example, nulls])
     )
+
+
+def midnight_chunk(ids: Iterable[int], *, seconds_after: float) -> LogChunk:
+    """Rows scored ``seconds_after`` midnight starting 2026-12-07 (negative: before)."""
+    midnight = datetime(2026, 12, 7, tzinfo=UTC).timestamp()
+    return replace(chunk(ids), timestamp=midnight + seconds_after)
+
+
+def test_a_flush_across_midnight_writes_each_row_under_its_own_day(
+    storage: FlakyStorage,
+) -> None:
+    flushed = datetime(2026, 12, 7, 0, 0, 3, tzinfo=UTC)
+
+    async def scenario() -> None:
+        log, metrics = make_log(storage, clock=lambda: flushed)
+        log.add(midnight_chunk([1, 2], seconds_after=-1))
+        log.add(midnight_chunk([3], seconds_after=1))
+        log.add(midnight_chunk([4], seconds_after=-0.5))  # a slow request, logged late
+        assert await log.flush()
+        assert (log.files_written, log.rows_written) == (2, 4)
+        assert sample(metrics, "triage_inference_log_rows_written_total") == 4
+
+    run(scenario())
+    by_day = {
+        layout.partition_date(key): pd.read_parquet(io.BytesIO(storage.read_bytes(key)))
+        for key in storage.list(layout.INFERENCE_LOG_PREFIX)
+    }
+    assert {day: frame[layout.REQUEST_ID].tolist() for day, frame in by_day.items()} == {
+        "2026-12-06": ["r1", "r2", "r4"],
+        "2026-12-07": ["r3"],
+    }
+
+
+def test_when_the_second_day_fails_only_its_rows_are_retried(storage: FlakyStorage) -> None:
+    """The first day's file is stored: retrying it too would log its rows twice."""
+    clock = iter(datetime(2026, 12, 7, 0, 0, s, tzinfo=UTC) for s in range(3, 60))
+    failing_key = "inference-logs/date=2026-12-07/"
+    written_before_failure: list[str] = []
+    second_day_down = threading.Event()
+
+    class FailsOnTheSecondDay(FlakyStorage):
+        def write_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+            if key.startswith(failing_key) and second_day_down.is_set():
+                written_before_failure.extend(self.list(layout.INFERENCE_LOG_PREFIX))
+                raise StorageError("connection refused")
+            super().write_bytes(key, data, content_type=content_type)
+
+    flaky = FailsOnTheSecondDay(storage.root)
+    second_day_down.set()
+
+    async def scenario() -> None:
+        log, _ = make_log(flaky, clock=lambda: next(clock))
+        log.add(midnight_chunk([1], seconds_after=-1))
+        log.add(midnight_chunk([2], seconds_after=1))
+        assert not await log.flush()
+        assert (log.rows_written, log.buffered_rows) == (1, 1)
+        second_day_down.clear()
+        assert await log.flush()
+        assert (log.rows_written, log.buffered_rows, log.files_written) == (2, 0, 2)
+
+    run(scenario())
+    assert len(written_before_failure) == 1
+    assert sorted(flaky.frame()[layout.REQUEST_ID]) == ["r1", "r2"]
 
 
 def test_every_department_and_code_survives_the_round_trip(storage: FlakyStorage) -> None:

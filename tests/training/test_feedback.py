@@ -5,13 +5,17 @@ of accepted labels a retraining guard can trust."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from core import contract, layout
 from core.storage import FileStorage
+from core.tables import FeedbackLabel, LogChunk, feedback_parquet, inference_log_parquet
+from tests.factories import issued_ids
 from training.feedback import load_feedback
 
 ROW = contract.example_row()
@@ -97,3 +101,110 @@ def test_many_labels_for_one_id_count_once(tmp_path: Path) -> None:
     assert rows.files == 20
     assert rows.labels == 1
     assert rows.ignored_labels == 19
+
+
+class RecordingStorage(FileStorage):
+    """A file storage that remembers which objects were read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read: list[str] = []
+
+    def read_bytes(self, key: str) -> bytes:
+        self.read.append(key)
+        return super().read_bytes(key)
+
+
+def log_rows(storage: FileStorage, ids: list[str], scored: datetime) -> None:
+    """One inference-log file of ``ids``, scored at ``scored``, as the scorer writes it
+    (partitioned by the rows' day), the ``nb_pedestrians`` of row i being i."""
+    rows = [ROW | {"nb_pedestrians": index % 5} for index in range(len(ids))]
+    chunk = LogChunk(
+        request_ids=ids,
+        timestamp=scored.timestamp(),
+        model_version="v1",
+        threshold=0.5,
+        probabilities=pd.Series([0.5] * len(ids)).to_numpy(),
+        features=contract.encode_rows(rows),
+        latitudes=[row["lat"] for row in rows],
+        longitudes=[row["long"] for row in rows],
+    )
+    key = layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, scored, f"pod-{ids[0][:12]}")
+    storage.write_bytes(key, inference_log_parquet([chunk]))
+
+
+def label(storage: FileStorage, ids: list[str], received: datetime, **extra: Any) -> None:
+    storage.write_bytes(
+        layout.partitioned_key(layout.FEEDBACK_PREFIX, received, "pod"),
+        feedback_parquet(
+            [
+                FeedbackLabel(rid, 1, extra.get("features"), False, received.timestamp())
+                for rid in ids
+            ]
+        ),
+    )
+
+
+DAY = datetime(2026, 12, 6, 12, tzinfo=UTC)
+
+
+def test_a_label_without_features_reads_only_the_log_of_its_ids_issue_day(
+    tmp_path: Path,
+) -> None:
+    storage = RecordingStorage(tmp_path)
+    # A month of history, 5 files a day; the labels are for ids of one day.
+    for back in range(30):
+        for hour in range(5):
+            scored = DAY - timedelta(days=back, hours=hour)
+            log_rows(storage, issued_ids(3, scored), scored)
+    labelled_day = DAY - timedelta(days=4)
+    ids = issued_ids(2, labelled_day)
+    log_rows(storage, ids, labelled_day)
+    label(storage, ids, DAY)
+    rows = load_feedback(storage, today=DAY.date())
+    assert rows.labels == 2 and rows.unmatched_labels == 0
+    assert rows.table["nb_pedestrians"].tolist() == [0, 1]
+    logs_read = {key for key in storage.read if key.startswith(layout.INFERENCE_LOG_PREFIX)}
+    assert {layout.partition_date(key) for key in logs_read} == {"2026-12-02"}
+    assert len(logs_read) == 6
+
+
+def test_an_id_issued_just_before_midnight_is_found_in_the_next_days_log(
+    tmp_path: Path,
+) -> None:
+    storage = RecordingStorage(tmp_path)
+    issued = datetime(2026, 12, 5, 23, 59, 59, tzinfo=UTC)
+    [late] = issued_ids(1, issued)
+    log_rows(storage, [late], issued + timedelta(seconds=2))  # scored after midnight
+    log_rows(storage, issued_ids(1, DAY - timedelta(days=3)), DAY - timedelta(days=3))
+    label(storage, [late], DAY)
+    rows = load_feedback(storage, today=DAY.date())
+    assert rows.labels == 1
+    logs_read = {key for key in storage.read if key.startswith(layout.INFERENCE_LOG_PREFIX)}
+    assert {layout.partition_date(key) for key in logs_read} == {"2026-12-06"}
+
+
+def test_labels_of_ids_the_scorer_did_not_issue_need_their_features(tmp_path: Path) -> None:
+    storage = RecordingStorage(tmp_path)
+    log_rows(storage, ["admin-7"], DAY)  # even logged under that id, it is not looked for
+    label(storage, ["admin-7"], DAY)
+    label(storage, ["admin-8"], DAY + timedelta(seconds=1), features=ROW)
+    rows = load_feedback(storage, today=DAY.date())
+    assert (rows.labels, rows.unmatched_labels) == (1, 1)
+    assert rows.table[contract.ACCIDENT_ID].tolist() == ["feedback:admin-8"]
+    assert not [key for key in storage.read if key.startswith(layout.INFERENCE_LOG_PREFIX)]
+
+
+@pytest.mark.parametrize(("days", "expected"), [(None, 3), (7, 2), (1, 1)])
+def test_labels_are_read_from_the_last_days_when_bounded(
+    tmp_path: Path, days: int | None, expected: int
+) -> None:
+    storage = RecordingStorage(tmp_path)
+    for back in (0, 5, 40):
+        label(storage, [f"admin-{back}"], DAY - timedelta(days=back), features=ROW)
+    rows = load_feedback(storage, days=days, today=DAY.date())
+    assert rows.labels == expected
+    oldest = DAY.date() - timedelta(days=(days or 100) - 1)
+    assert all(
+        date.fromisoformat(layout.partition_date(key) or "") >= oldest for key in storage.read
+    )

@@ -15,7 +15,7 @@ from core.errors import StorageError
 from core.registry import Registry
 from core.storage import FileStorage, open_storage
 from core.tables import FeedbackLabel, feedback_parquet
-from tests.factories import publish_model
+from tests.factories import issued_ids, publish_model
 from tests.support import free_port
 from training.baac import read_raw
 from training.cli import main
@@ -269,7 +269,8 @@ def test_feedback_labels_join_the_training_data_and_change_the_fingerprint(tmp_p
     storage = FileStorage(tmp_path)
     now = datetime.now(UTC)
     logged = pd.DataFrame([contract.example_row(), contract.example_row() | {"nb_pedestrians": 1}])
-    logged[layout.REQUEST_ID] = ["r1", "r2"]
+    scored = issued_ids(2, now)
+    logged[layout.REQUEST_ID] = scored
     buffer = io.BytesIO()
     logged.to_parquet(buffer, index=False)
     storage.write_bytes(
@@ -277,7 +278,7 @@ def test_feedback_labels_join_the_training_data_and_change_the_fingerprint(tmp_p
     )
     feedback = pd.DataFrame(
         {
-            layout.REQUEST_ID: ["r1", "r2", "unknown"],
+            layout.REQUEST_ID: [*scored, "unknown"],
             layout.RECEIVED_AT: [now] * 3,
             layout.LABEL: [1, 0, 1],
         }

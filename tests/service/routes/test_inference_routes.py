@@ -70,7 +70,7 @@ def test_a_client_request_id_traces_and_the_prediction_carries_an_issued_id(
     response = client.post("/predict", json=ROW, headers={"X-Request-ID": "case-42.a:b"})
     assert response.headers["x-request-id"] == "case-42.a:b"
     issued = response.json()["request_id"]
-    assert issued != "case-42.a:b" and len(issued) == 32
+    assert issued != "case-42.a:b" and len(issued) == 40
     refused = client.post("/feedback", json={"request_id": "case-42.a:b", "label": 1})
     assert refused.status_code == 422
     assert "not issued by this scorer" in refused.json()["detail"][0]["reason"]
@@ -83,7 +83,7 @@ def test_an_unsafe_client_request_id_is_replaced(client: TestClient, bad: str) -
     assert response.status_code == 200
     request_id = response.json()["request_id"]
     assert request_id != bad
-    assert len(request_id) == 32
+    assert len(request_id) == 40
 
 
 @pytest.mark.parametrize(
@@ -336,7 +336,7 @@ def test_feedback_with_features_needs_the_key_and_uses_the_issued_id(
     assert client.post("/feedback", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
     response = client.post("/feedback", json=body, headers={**AUTH, "X-Request-ID": "fb-1"})
     assert response.status_code == 200
-    assert len(response.json()["request_id"]) == 32
+    assert len(response.json()["request_id"]) == 40
     frame = _feedback_frame(registry_root)
     assert frame.iloc[0]["dep"] == "33"
     assert frame.iloc[0]["nb_pedestrians"] == 0
@@ -347,11 +347,13 @@ def test_feedback_with_features_needs_the_key_and_uses_the_issued_id(
     [
         "never-scored",
         "0" * 32,
+        "0" * 40,
         "{issued}x",
         "{issued}-01",
         "{issued}-1000",
         "{issued}-1-2",
         "{forged}",
+        "{retimed}",
     ],
 )
 def test_feedback_for_an_id_the_scorer_did_not_issue_is_refused(
@@ -359,7 +361,9 @@ def test_feedback_for_an_id_the_scorer_did_not_issue_is_refused(
 ) -> None:
     issued = client.post("/predict", json=ROW).json()["request_id"]
     forged = issued[:16] + ("0" if issued[16] != "0" else "1") + issued[17:]
-    labelled = request_id.format(issued=issued, forged=forged)
+    # Another issue time with the MAC of the real one: the time is signed too.
+    retimed = issued[:7] + ("0" if issued[7] != "0" else "1") + issued[8:]
+    labelled = request_id.format(issued=issued, forged=forged, retimed=retimed)
     response = client.post("/feedback", json={"request_id": labelled, "label": 1})
     assert response.status_code == 422
     [problem] = response.json()["detail"]
