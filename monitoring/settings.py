@@ -8,24 +8,16 @@ Every field is also read from the environment with the ``MONITORING_`` prefix
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
+from core.retrain import DEFAULT_TRAINING_CRONJOB, RetrainMode
+
+__all__ = ["DEFAULT_MODEL_NAME", "MonitoringSettings", "RetrainMode"]
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
-DEFAULT_TRAINING_CRONJOB = "accident-triage-training"
-
-
-class RetrainMode(StrEnum):
-    LOCAL = "local"
-    """Run ``python -m training train`` as a subprocess and wait for it."""
-    KUBERNETES = "kubernetes"
-    """Create a Job from the training CronJob through the API server."""
-    DISABLED = "disabled"
-    """Report the decision, start nothing."""
 
 
 class MonitoringSettings(BaseSettings):

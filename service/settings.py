@@ -6,21 +6,18 @@ nothing reads the environment after that.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
+from core.retrain import DEFAULT_TRAINING_CRONJOB, RetrainMode
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 
 
-class RetrainMode(StrEnum):
-    LOCAL = "local"
-    KUBERNETES = "kubernetes"
-    DISABLED = "disabled"
+__all__ = ["DEFAULT_MODEL_NAME", "RetrainMode", "ScorerSettings"]
 
 
 class ScorerSettings(BaseSettings):
@@ -45,7 +42,7 @@ class ScorerSettings(BaseSettings):
         description="How often the alias pointer is checked for a new version; 0 turns "
         "hot reload off (POST /model/reload still works).",
     )
-    storage_max_attempts: int = Field(
+    storage_attempts: int = Field(
         3, ge=1, description="Attempts per storage call (registry, inference log, feedback)."
     )
     storage_connect_timeout_seconds: float = Field(
@@ -180,22 +177,22 @@ class ScorerSettings(BaseSettings):
         "subprocess, 'kubernetes' creates a Job from the training CronJob, 'disabled' "
         "refuses.",
     )
-    retrain_raw_uri: str | None = Field(
+    training_raw_uri: str | None = Field(
         None,
         description="Local mode: --raw passed to the training command (unset: the "
         "training job's own default or TRAINING_RAW_URI).",
     )
-    retrain_timeout_seconds: float = Field(
+    training_timeout_seconds: float = Field(
         3600.0, gt=0, description="Local mode: a training subprocess running longer is killed."
     )
-    retrain_cronjob: str = Field(
-        "accident-triage-training",
+    training_cronjob: str = Field(
+        DEFAULT_TRAINING_CRONJOB,
         description="Kubernetes mode: name of the training CronJob the Job is created from.",
     )
-    retrain_namespace: str | None = Field(
+    namespace: str | None = Field(
         None,
-        description="Kubernetes mode: namespace of the CronJob; unset: the pod's own "
-        "(read from the service account).",
+        description="Kubernetes mode: namespace of the training CronJob; unset: the pod's "
+        "own (read from the service account).",
     )
 
     # --- process ------------------------------------------------------------------

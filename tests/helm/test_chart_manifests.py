@@ -41,7 +41,7 @@ from tests.helm.chart import (
     pod_labels,
     pod_spec,
 )
-from training.train import TrainingSettings
+from training.settings import TrainingSettings
 
 Template = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -429,8 +429,8 @@ def test_drift_and_scorer_jobs_target_the_training_cronjob(render: Callable[...,
     scorer_env = {
         e["name"]: e.get("value") for e in pod_spec(scorer(rendered))["containers"][0]["env"]
     }
-    assert scorer_env["SCORER_RETRAIN_CRONJOB"] == name("training")
-    assert scorer_env["SCORER_RETRAIN_NAMESPACE"] == NAMESPACE
+    assert scorer_env["SCORER_TRAINING_CRONJOB"] == name("training")
+    assert scorer_env["SCORER_NAMESPACE"] == NAMESPACE
     rendered.get("CronJob", name("training"))
 
 
@@ -680,7 +680,7 @@ def test_cronjob_names_leave_room_for_the_job_suffix(template: Template) -> None
         for d in by_kind["Deployment"]
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "scorer"
     )
-    assert env_values(pod_spec(scorer)["containers"][0])["SCORER_RETRAIN_CRONJOB"] == training
+    assert env_values(pod_spec(scorer)["containers"][0])["SCORER_TRAINING_CRONJOB"] == training
     for role in by_kind["Role"]:
         for rule in role["rules"]:
             if "cronjobs" in rule["resources"]:
@@ -704,8 +704,8 @@ def test_drift_job_always_knows_its_namespace(scenario: Rendered) -> None:
 DELIBERATE = {
     "SCORER_REGISTRY_URI": "the release's bucket, not a local folder",
     "SCORER_RETRAIN_MODE": "local subprocesses make no sense in a scorer pod",
-    "SCORER_RETRAIN_CRONJOB": "the release's own training CronJob",
-    "SCORER_RETRAIN_NAMESPACE": "the release namespace",
+    "SCORER_TRAINING_CRONJOB": "the release's own training CronJob",
+    "SCORER_NAMESPACE": "the release namespace",
     "MONITORING_REGISTRY_URI": "the release's bucket",
     "MONITORING_RETRAIN_MODE": "retrains are Jobs in the cluster",
     "MONITORING_PUSHGATEWAY_URL": "the bundled Pushgateway",

@@ -14,14 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core import k8s_jobs
 from core.errors import (
     RetrainAlreadyActiveError,
     RetrainAlreadyTriggeredError,
     RetrainConflictError,
     RetrainError,
 )
-from core import k8s_jobs
-from tests.monitoring.fake_kube import FakeKube, training_cronjob
+from tests.fake_kube import FakeKube, training_cronjob
 
 NAMESPACE = "triage"
 CRONJOB = "accident-triage-training"
