@@ -69,13 +69,13 @@ def training_command(target: RetrainTarget) -> list[str]:
         "-m",
         "training",
         "train",
-        "--registry",
+        "--registry-uri",
         target.registry_uri,
         "--model-name",
         target.model_name,
     ]
     if target.raw_uri:
-        command += ["--raw", target.raw_uri]
+        command += ["--raw-uri", target.raw_uri]
     return command
 
 

@@ -116,7 +116,7 @@ class MonitoringSettings(BaseSettings):
     )
     training_raw_uri: str | None = Field(
         None,
-        description="--raw passed to the local training command; default: the training "
+        description="--raw-uri passed to the local training command; default: the training "
         "job's own TRAINING_RAW_URI.",
     )
     training_timeout_seconds: float = Field(

@@ -179,7 +179,7 @@ class ScorerSettings(BaseSettings):
     )
     training_raw_uri: str | None = Field(
         None,
-        description="Local mode: --raw passed to the training command (unset: the "
+        description="Local mode: --raw-uri passed to the training command (unset: the "
         "training job's own default or TRAINING_RAW_URI).",
     )
     training_timeout_seconds: float = Field(

@@ -52,13 +52,13 @@ def test_the_training_command_is_the_training_cli_on_the_same_registry() -> None
         "-m",
         "training",
         "train",
-        "--registry",
+        "--registry-uri",
         "s3://models/prod/",
         "--model-name",
         MODEL,
     ]
     with_raw = RetrainTarget(registry_uri="r", model_name=MODEL, raw_uri="synthetic://?accidents=5")
-    assert core_retrain.training_command(with_raw)[-2:] == ["--raw", "synthetic://?accidents=5"]
+    assert core_retrain.training_command(with_raw)[-2:] == ["--raw-uri", "synthetic://?accidents=5"]
 
 
 def test_the_training_command_parses_with_the_training_cli() -> None:
@@ -67,7 +67,7 @@ def test_the_training_command_parses_with_the_training_cli() -> None:
 
     target = RetrainTarget(registry_uri="s3://models/prod/", model_name="m", raw_uri="/data")
     args = build_parser().parse_args(core_retrain.training_command(target)[3:])
-    assert (args.registry, args.model_name, args.raw) == ("s3://models/prod/", "m", "/data")
+    assert (args.registry_uri, args.model_name, args.raw_uri) == ("s3://models/prod/", "m", "/data")
 
 
 def test_the_training_subprocess_does_not_inherit_the_scorer_settings() -> None:

@@ -126,11 +126,11 @@ def test_the_training_command_targets_the_same_registry(
         "-m",
         "training",
         "train",
-        "--registry",
+        "--registry-uri",
         "s3://models/prod/",
         "--model-name",
         "accident-severity",
-        "--raw",
+        "--raw-uri",
         "/data/raw",
     ]
 
