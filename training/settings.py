@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
+from core.settings import ModelName, RegistryUri, StorageAttempts
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 
@@ -49,10 +50,8 @@ class TrainingSettings(BaseSettings):
         description="Where the BAAC tables are: a folder, file:///folder, s3://bucket/prefix, "
         "or synthetic://?accidents=N&seed=S&year=Y&drift=KIND to generate them.",
     )
-    registry_uri: str = Field(
-        ".registry", description="Storage root of the model registry (file:// or s3://)."
-    )
-    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
+    registry_uri: RegistryUri = ".registry"
+    model_name: ModelName = DEFAULT_MODEL_NAME
     model_kind: ModelKind = Field(
         ModelKind.HIST_GRADIENT_BOOSTING, description="Classifier of the pipeline."
     )
@@ -120,7 +119,7 @@ class TrainingSettings(BaseSettings):
         50_000, gt=0, description="Rows of the drift reference sample stored with the model."
     )
     use_feedback: bool = Field(True, description="Add the scorer's feedback labels.")
-    storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
+    storage_attempts: StorageAttempts = 5
 
     @model_validator(mode="after")
     def _tiers_ordered(self) -> TrainingSettings:
