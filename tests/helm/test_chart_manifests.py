@@ -755,6 +755,20 @@ def test_every_settings_variable_the_chart_sets_is_a_valid_setting(scenario: Ren
         parse_setting(settings, field, value)
 
 
+def compare_with_code_defaults(rendered: Rendered) -> set[str]:
+    """Asserts every settings variable rendered, except the DELIBERATE ones, holds the
+    code's default; returns the variables checked."""
+    checked = set()
+    for variable, settings, field, value in settings_variables(rendered):
+        if variable in DELIBERATE:
+            continue
+        default = settings.model_fields[field].default
+        parsed = parse_setting(settings, field, value)
+        assert parsed == default, f"{variable}={value!r}, {settings.__name__}.{field}={default!r}"
+        checked.add(variable)
+    return checked
+
+
 def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -> None:
     """drift.minRows is MonitoringSettings.min_rows's default, scorer.batchLimit is
     ScorerSettings.batch_limit's, and so on for every variable the chart sets, except
@@ -764,14 +778,7 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
     for variable in DELIBERATE:
         prefix = next(p for p in SETTINGS if variable.startswith(p))
         assert variable.removeprefix(prefix).lower() in SETTINGS[prefix].model_fields, variable
-    checked = set()
-    for variable, settings, field, value in settings_variables(render("default")):
-        if variable in DELIBERATE:
-            continue
-        default = settings.model_fields[field].default
-        parsed = parse_setting(settings, field, value)
-        assert parsed == default, f"{variable}={value!r}, {settings.__name__}.{field}={default!r}"
-        checked.add(variable)
+    checked = compare_with_code_defaults(render("default"))
     assert {"MONITORING_MIN_ROWS", "MONITORING_DRIFT_SHARE", "SCORER_BATCH_LIMIT"} <= checked
     # Every drift setting the chart renders is compared, none slips through unchecked.
     drift = render("default").get("CronJob", name("drift"))
@@ -795,6 +802,13 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         ("cooldownHours", "cooldown_hours"),
     ]:
         assert values["drift"][value] == defaults[field].default, value
+
+
+def test_the_local_cluster_values_keep_the_code_defaults(render: Callable[..., Rendered]) -> None:
+    """k8s/values-local.yaml (make kind-up) changes ports and the retrain mode, never a
+    setting's default."""
+    local = render("default", "-f", str(ROOT / "k8s" / "values-local.yaml"))
+    assert "MONITORING_MIN_ROWS" in compare_with_code_defaults(local)
 
 
 def test_helm_test_pod_checks_ready_and_predict(scenario: Rendered) -> None:
