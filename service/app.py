@@ -78,8 +78,8 @@ def create_app(
     if log_storage is None:
         log_storage = (
             registry_storage
-            if settings.log_storage_uri == settings.registry_uri
-            else _open(settings, settings.log_storage_uri)
+            if settings.effective_inference_log_uri == settings.registry_uri
+            else _open(settings, settings.effective_inference_log_uri)
         )
     metrics = ScorerMetrics()
     executor = StorageExecutor(settings.storage_threads)

@@ -219,5 +219,5 @@ class ScorerSettings(BaseSettings):
         return self
 
     @property
-    def log_storage_uri(self) -> str:
+    def effective_inference_log_uri(self) -> str:
         return self.inference_log_uri or self.registry_uri
