@@ -7,7 +7,9 @@ retrain claim of its decision window (:mod:`core.claims`, shared with the scorer
 ``POST /retrain``): of any number of drift runs and API calls in the same UTC hour,
 one starts a training and the others say who holds the claim. In a cluster the API
 server also refuses while a Job of the training CronJob is active (see
-:mod:`core.k8s_jobs`).
+:mod:`core.k8s_jobs`). The launching is :mod:`core.retrain`, the scorer's too; what is
+the drift job's own is the decision, the cooldown record, and waiting for a local
+training to end.
 
 Starting training is not promoting a model: the training job's label guard skips a run
 with no new labelled data, and its promotion gate keeps the production model unless
@@ -16,26 +18,26 @@ the new one is at least as good on the same held-out rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from core import claims, k8s_jobs
 from core.errors import RetrainClaimedError, RetrainConflictError, RetrainError, StorageError
+from core.retrain import RetrainLauncher, RetrainMode, RetrainTarget, wait_for_training
 from core.storage import Storage
 from monitoring.reports import ReportLocation, read_last_retrain, write_last_retrain
-from monitoring.settings import MonitoringSettings, RetrainMode
+from monitoring.settings import MonitoringSettings
 
 log = logging.getLogger(__name__)
 
 DRIFT_REPORT_LABEL = k8s_jobs.LABEL_PREFIX + "drift-report"
 DRIFT_WINDOW_LABEL = k8s_jobs.LABEL_PREFIX + "drift-window"
 DRIFT_REPORT_ANNOTATION = k8s_jobs.LABEL_PREFIX + "drift-report-url"
+# What the run's summary keeps of the training's own.
+SUMMARY_KEYS = ("status", "version", "promoted", "reason", "production_version", "metrics")
 
 
 @dataclass(frozen=True)
@@ -82,57 +84,27 @@ def last_triggered_at(storage: Storage) -> datetime | None:
         return None
 
 
-def training_command(settings: MonitoringSettings) -> list[str]:
-    """The local retrain: the training CLI on the same registry. Feedback labels in the
-    registry's storage are what it can learn from; its raw data is TRAINING_RAW_URI
-    unless the drift job names one."""
-    command = [
-        sys.executable,
-        "-m",
-        "training",
-        "train",
-        "--registry",
-        settings.registry_uri,
-        "--model-name",
-        settings.model_name,
-    ]
-    if settings.training_raw_uri:
-        command += ["--raw", settings.training_raw_uri]
-    return command
+def launcher(settings: MonitoringSettings, claim_storage: Storage) -> RetrainLauncher:
+    """The drift job's launcher: the local retrain is the training CLI on the same
+    registry (feedback labels in the registry's storage are what it can learn from;
+    its raw data is TRAINING_RAW_URI unless the drift job names one)."""
+    return RetrainLauncher(
+        RetrainTarget(
+            registry_uri=settings.registry_uri,
+            model_name=settings.model_name,
+            raw_uri=settings.training_raw_uri,
+            training_cronjob=settings.training_cronjob,
+            namespace=settings.namespace,
+        ),
+        claim_storage=claim_storage,
+        trigger=claims.TRIGGER_DRIFT,
+        host=socket.gethostname(),
+    )
 
 
 def window_bucket(window_end: datetime) -> str:
     """The decision window: the claim's key and the Job's name both derive from it."""
     return claims.decision_window(window_end)
-
-
-def _claim(
-    settings: MonitoringSettings,
-    claim_storage: Storage,
-    decision: RetrainDecision,
-    window: str,
-    now: datetime,
-) -> claims.RetrainClaim:
-    try:
-        return claims.claim_retrain(
-            claim_storage,
-            settings.model_name,
-            window=window,
-            trigger=claims.TRIGGER_DRIFT,
-            host=socket.gethostname(),
-            reason=decision.reason,
-            now=now,
-        )
-    except StorageError as error:
-        raise RetrainError(f"cannot claim the retrain: {error}") from error
-
-
-def _release(claim_storage: Storage, claim: claims.RetrainClaim) -> None:
-    # Best effort: a claim that cannot be given back only holds its window (one hour).
-    try:
-        claims.release(claim_storage, claim)
-    except StorageError as error:
-        log.warning("cannot give the retrain claim back", extra={"error": str(error)})
 
 
 def execute(
@@ -167,56 +139,58 @@ def execute(
     }
     bucket = window_bucket(window_end)
     result["window"] = bucket
+    retrain = launcher(settings, claim_storage)
     if settings.retrain_mode is RetrainMode.LOCAL:
-        command = training_command(settings)
-        result["command"] = command
+        result["command"] = retrain.command()
         if settings.dry_run:
             return result
+
+        def start_local() -> Any:
+            # Recorded before the run: a training that fails still counts against the
+            # cooldown, so a persistent failure is not retried on every drift run (and
+            # keeps its claim, for the same reason).
+            write_last_retrain(report_storage, {**record, "window": bucket})
+            return retrain.start_local()
+
         try:
-            claim = _claim(settings, claim_storage, decision, bucket, now)
+            process = _launch(retrain, decision, now, start_local)
         except RetrainClaimedError as claimed:
             result.update(reason=f"{decision.reason}; not started: {claimed}", claim=claimed.holder)
             return result
-        # Recorded before the run: a training that fails still counts against the
-        # cooldown, so a persistent failure is not retried on every drift run (and
-        # keeps its claim, for the same reason).
-        write_last_retrain(report_storage, {**record, "window": bucket})
-        result.update(triggered=True, training=_run_training(command, settings))
+        log.info("local retrain started", extra={"command": result["command"]})
+        summary = wait_for_training(process, settings.training_timeout_seconds)
+        kept = {key: summary[key] for key in SUMMARY_KEYS if key in summary}
+        result.update(triggered=True, training=kept or summary)
         return result
 
-    namespace = settings.namespace or k8s_jobs.current_namespace()
+    namespace = retrain.namespace() or "default"
     dedupe_key = f"drift:{settings.model_name}:{bucket}"
-    name = k8s_jobs.job_name(settings.training_cronjob, dedupe_key)
-    result.update(namespace=namespace, cronjob=settings.training_cronjob, job=name)
+    result.update(
+        namespace=namespace, cronjob=settings.training_cronjob, job=retrain.job_name(dedupe_key)
+    )
     if settings.dry_run:
         return result
     try:
-        claim = _claim(settings, claim_storage, decision, bucket, now)
+        created = _launch(
+            retrain,
+            decision,
+            now,
+            lambda: retrain.create_job(
+                namespace,
+                reason=decision.reason,
+                labels={DRIFT_WINDOW_LABEL: bucket, DRIFT_REPORT_LABEL: location.slug},
+                annotations={DRIFT_REPORT_ANNOTATION: location.url("summary.json")},
+                dedupe_key=dedupe_key,
+            ),
+        )
     except RetrainClaimedError as claimed:
         result.update(reason=f"{decision.reason}; not started: {claimed}", claim=claimed.holder)
         return result
-    try:
-        created = k8s_jobs.create_job_from_cronjob(
-            namespace,
-            settings.training_cronjob,
-            reason=decision.reason,
-            labels={
-                k8s_jobs.TRIGGER_LABEL: "drift",
-                DRIFT_WINDOW_LABEL: bucket,
-                DRIFT_REPORT_LABEL: location.slug,
-            },
-            annotations={DRIFT_REPORT_ANNOTATION: location.url("summary.json")},
-            dedupe_key=dedupe_key,
-        )
     except RetrainConflictError as conflict:
-        # Nothing was started under the claim: give it back, so a later run of this
-        # window may start the retrain once the running Job is done.
-        _release(claim_storage, claim)
+        # Nothing was started under the claim, which was given back: a later run of
+        # this window may start the retrain once the running Job is done.
         result.update(job=conflict.job_name, reason=f"{decision.reason}; not started: {conflict}")
         return result
-    except RetrainError:
-        _release(claim_storage, claim)
-        raise
     write_last_retrain(
         report_storage, {**record, "window": bucket, "job": created, "namespace": namespace}
     )
@@ -224,30 +198,8 @@ def execute(
     return result
 
 
-def _run_training(command: list[str], settings: MonitoringSettings) -> dict[str, Any]:
-    """Runs the training CLI, its logs passing through to our stderr, and returns its
-    JSON summary (status, version, promoted, reason)."""
-    log.info("starting local retrain", extra={"command": command})
+def _launch(retrain: RetrainLauncher, decision: RetrainDecision, now: datetime, start: Any) -> Any:
     try:
-        completed = subprocess.run(
-            command,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            timeout=settings.training_timeout_seconds,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise RetrainError(
-            f"local retrain did not finish within {settings.training_timeout_seconds:.0f} s"
-        ) from error
-    except OSError as error:
-        raise RetrainError(f"cannot start the local retrain: {error}") from error
-    output = completed.stdout.decode("utf-8", errors="replace")
-    if completed.returncode != 0:
-        raise RetrainError(f"local retrain failed with exit code {completed.returncode}")
-    try:
-        summary: dict[str, Any] = json.loads(output)
-    except ValueError:
-        summary = {"output": output.strip()[-2000:]}
-    keep = ("status", "version", "promoted", "reason", "production_version", "metrics")
-    return {key: summary[key] for key in keep if key in summary} or summary
+        return retrain.launch(decision.reason, now, start)
+    except StorageError as error:
+        raise RetrainError(f"cannot claim the retrain: {error}") from error

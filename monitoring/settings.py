@@ -8,24 +8,24 @@ Every field is also read from the environment with the ``MONITORING_`` prefix
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
+from core.retrain import DEFAULT_TRAINING_CRONJOB, RetrainMode
+from core.settings import (
+    ModelName,
+    RegistryUri,
+    StorageAttempts,
+    TrainingCronjob,
+    TrainingRawUri,
+    TrainingTimeoutSeconds,
+)
+
+__all__ = ["DEFAULT_MODEL_NAME", "MonitoringSettings", "RetrainMode"]
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
-DEFAULT_TRAINING_CRONJOB = "accident-triage-training"
-
-
-class RetrainMode(StrEnum):
-    LOCAL = "local"
-    """Run ``python -m training train`` as a subprocess and wait for it."""
-    KUBERNETES = "kubernetes"
-    """Create a Job from the training CronJob through the API server."""
-    DISABLED = "disabled"
-    """Report the decision, start nothing."""
 
 
 class MonitoringSettings(BaseSettings):
@@ -34,10 +34,8 @@ class MonitoringSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MONITORING_", extra="forbid")
 
     # --- where things are --------------------------------------------------------
-    registry_uri: str = Field(
-        ".registry", description="Storage root of the model registry (file:// or s3://)."
-    )
-    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
+    registry_uri: RegistryUri = ".registry"
+    model_name: ModelName = DEFAULT_MODEL_NAME
     inference_log_uri: str | None = Field(
         None,
         description="Storage root the scorer writes inference-logs/ under; "
@@ -47,7 +45,7 @@ class MonitoringSettings(BaseSettings):
         None,
         description="Storage root reports/drift/ is written under; default: the registry's root.",
     )
-    storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
+    storage_attempts: StorageAttempts = 5
 
     # --- what is compared ----------------------------------------------------------
     window_hours: float = Field(
@@ -119,17 +117,9 @@ class MonitoringSettings(BaseSettings):
         description="Namespace of the training CronJob; default: the pod's own namespace "
         "(service account), else 'default'.",
     )
-    training_cronjob: str = Field(
-        DEFAULT_TRAINING_CRONJOB, description="Name of the training CronJob (kubernetes mode)."
-    )
-    training_raw_uri: str | None = Field(
-        None,
-        description="--raw passed to the local training command; default: the training "
-        "job's own TRAINING_RAW_URI.",
-    )
-    training_timeout_seconds: float = Field(
-        1800.0, gt=0, description="Longest a local training subprocess may run."
-    )
+    training_cronjob: TrainingCronjob = DEFAULT_TRAINING_CRONJOB
+    training_raw_uri: TrainingRawUri = None
+    training_timeout_seconds: TrainingTimeoutSeconds = 1800.0
     dry_run: bool = Field(
         False, description="Decide and print the retrain command or Job, start nothing."
     )
@@ -175,11 +165,6 @@ class MonitoringSettings(BaseSettings):
                 f"({self.min_rows}): no window could ever be judged"
             )
         return self
-
-    @field_validator("model_name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return layout.validate_name("model name", value)
 
     @property
     def effective_inference_log_uri(self) -> str:

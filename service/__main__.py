@@ -1,7 +1,10 @@
-"""``python -m service [--host H] [--port P]``: the scorer under uvicorn.
+"""``python -m service [--host H] [--port P] [--setting-name VALUE ...]``: the scorer
+under uvicorn.
 
-Settings come from ``SCORER_*`` variables (see ``service/settings.py``); a bad value
-is one line on stderr and exit code 2. One worker per process: scale with replicas
+Settings come from ``SCORER_*`` variables (see ``service/settings.py``), or from the
+flag of the same name, which wins; a bad value is one line on stderr and exit code 2.
+The keys (``SCORER_API_KEY``, ``SCORER_REQUEST_ID_KEY``) have no flag: a command line
+is visible to every user of the machine. One worker per process: scale with replicas
 (the metrics registry is per process, as Prometheus scrapes each pod).
 """
 
@@ -14,22 +17,23 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-EXIT_USAGE = 2
+from core.cli import ArgumentParser, add_settings_arguments, settings_from_args
+from core.commands import EXIT_USAGE
+from service.settings import ScorerSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser = ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    add_settings_arguments(parser, ScorerSettings)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from service.settings import ScorerSettings
-
     try:
-        settings = ScorerSettings()
+        settings = settings_from_args(ScorerSettings, args)
     except ValidationError as error:
         problems = "; ".join(
             f"SCORER_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"

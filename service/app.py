@@ -35,7 +35,7 @@ from service.model_holder import ModelHolder
 from service.rate_limit import RateLimiter
 from service.request_context import RequestContextMiddleware
 from service.request_ids import RequestIdSigner
-from service.retrain import RetrainLauncher
+from service.retrain import ApiRetrain
 from service.routes import admin, inference, operations
 from service.schemas import AccidentFeatures, batch_request_model
 from service.scoring import ConfidenceTiers, Scorer, ScoringStats
@@ -58,7 +58,7 @@ Every scored row is logged for drift monitoring; send the true label later with
 def _open(settings: ScorerSettings, uri: str) -> Storage:
     return open_storage(
         uri,
-        max_attempts=settings.storage_max_attempts,
+        max_attempts=settings.storage_attempts,
         connect_timeout=settings.storage_connect_timeout_seconds,
         read_timeout=settings.storage_read_timeout_seconds,
     )
@@ -78,8 +78,8 @@ def create_app(
     if log_storage is None:
         log_storage = (
             registry_storage
-            if settings.log_storage_uri == settings.registry_uri
-            else _open(settings, settings.log_storage_uri)
+            if settings.effective_inference_log_uri == settings.registry_uri
+            else _open(settings, settings.effective_inference_log_uri)
         )
     metrics = ScorerMetrics()
     executor = StorageExecutor(settings.storage_threads)
@@ -119,7 +119,7 @@ def create_app(
             wait_seconds=settings.feedback_wait_seconds,
             remembered_ids=settings.feedback_remembered_ids,
         ),
-        retrain=RetrainLauncher(settings, holder, metrics, storage_executor=executor, host=host),
+        retrain=ApiRetrain(settings, holder, metrics, storage_executor=executor, host=host),
         host=host,
         storage_executor=executor,
         request_ids=RequestIdSigner(

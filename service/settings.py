@@ -6,21 +6,26 @@ nothing reads the environment after that.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
+from core.retrain import DEFAULT_TRAINING_CRONJOB, RetrainMode
+from core.settings import (
+    ModelName,
+    RegistryUri,
+    StorageAttempts,
+    TrainingCronjob,
+    TrainingRawUri,
+    TrainingTimeoutSeconds,
+)
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 
 
-class RetrainMode(StrEnum):
-    LOCAL = "local"
-    KUBERNETES = "kubernetes"
-    DISABLED = "disabled"
+__all__ = ["DEFAULT_MODEL_NAME", "RetrainMode", "ScorerSettings"]
 
 
 class ScorerSettings(BaseSettings):
@@ -30,12 +35,8 @@ class ScorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCORER_", extra="forbid")
 
     # --- the model -------------------------------------------------------------
-    registry_uri: str = Field(
-        ".registry",
-        description="Storage root of the model registry: a folder, file:///abs/path or "
-        "s3://bucket/prefix (endpoint and credentials from the AWS_* variables).",
-    )
-    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
+    registry_uri: RegistryUri = ".registry"
+    model_name: ModelName = DEFAULT_MODEL_NAME
     alias: str = Field(
         layout.PRODUCTION_ALIAS, description="Alias whose version is served and followed."
     )
@@ -45,9 +46,8 @@ class ScorerSettings(BaseSettings):
         description="How often the alias pointer is checked for a new version; 0 turns "
         "hot reload off (POST /model/reload still works).",
     )
-    storage_max_attempts: int = Field(
-        3, ge=1, description="Attempts per storage call (registry, inference log, feedback)."
-    )
+    # Fewer than the jobs' 5: a request may be waiting on the call.
+    storage_attempts: StorageAttempts = 3
     storage_connect_timeout_seconds: float = Field(
         2.0, gt=0, description="Connect timeout of one storage call attempt."
     )
@@ -180,22 +180,13 @@ class ScorerSettings(BaseSettings):
         "subprocess, 'kubernetes' creates a Job from the training CronJob, 'disabled' "
         "refuses.",
     )
-    retrain_raw_uri: str | None = Field(
+    training_raw_uri: TrainingRawUri = None
+    training_timeout_seconds: TrainingTimeoutSeconds = 3600.0
+    training_cronjob: TrainingCronjob = DEFAULT_TRAINING_CRONJOB
+    namespace: str | None = Field(
         None,
-        description="Local mode: --raw passed to the training command (unset: the "
-        "training job's own default or TRAINING_RAW_URI).",
-    )
-    retrain_timeout_seconds: float = Field(
-        3600.0, gt=0, description="Local mode: a training subprocess running longer is killed."
-    )
-    retrain_cronjob: str = Field(
-        "accident-triage-training",
-        description="Kubernetes mode: name of the training CronJob the Job is created from.",
-    )
-    retrain_namespace: str | None = Field(
-        None,
-        description="Kubernetes mode: namespace of the CronJob; unset: the pod's own "
-        "(read from the service account).",
+        description="Kubernetes mode: namespace of the training CronJob; unset: the pod's "
+        "own (read from the service account).",
     )
 
     # --- process ------------------------------------------------------------------
@@ -213,11 +204,6 @@ class ScorerSettings(BaseSettings):
             return None
         return value
 
-    @field_validator("model_name")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        return layout.validate_name("model name", value)
-
     @field_validator("alias")
     @classmethod
     def _alias(cls, value: str) -> str:
@@ -233,5 +219,5 @@ class ScorerSettings(BaseSettings):
         return self
 
     @property
-    def log_storage_uri(self) -> str:
+    def effective_inference_log_uri(self) -> str:
         return self.inference_log_uri or self.registry_uri

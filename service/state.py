@@ -11,7 +11,7 @@ from service.metrics import ScorerMetrics
 from service.model_holder import ModelHolder
 from service.rate_limit import RateLimiter
 from service.request_ids import RequestIdSigner
-from service.retrain import RetrainLauncher
+from service.retrain import ApiRetrain
 from service.scoring import Scorer, ScoringStats
 from service.settings import ScorerSettings
 from service.storage_executor import StorageExecutor
@@ -26,7 +26,7 @@ class ScorerState:
     stats: ScoringStats
     inference_log: InferenceLog | None
     feedback: FeedbackStore
-    retrain: RetrainLauncher
+    retrain: ApiRetrain
     host: str
     storage_executor: StorageExecutor
     request_ids: RequestIdSigner

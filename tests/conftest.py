@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import seaweedfs_server as swfs
+from tests.fake_kube import FakeKube, fake_kube_server
 from tests.support import S3Server, moto_s3_server
 
 # Variables that would make boto3 read a developer's real configuration or reach AWS.
@@ -105,3 +106,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"SeaweedFS: {len(swfs.STARTUP_SECONDS)} server(s) started, ready after {times}"
         )
+
+
+@pytest.fixture
+def fake_kube() -> Iterator[FakeKube]:
+    """A fake Kubernetes API server on a loopback port, driven by the real client."""
+    with fake_kube_server() as kube:
+        yield kube

@@ -11,8 +11,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.cli import ArgumentParser, add_settings_arguments, settings_from_args
 from core.commands import EXIT_NOT_SERVABLE, print_json, run_handler
 from core.logs import configure_logging
+from training.settings import TrainingSettings
 
 log = logging.getLogger("training")
 
@@ -47,29 +49,17 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import TrainingSettings, summary_json, train
+    from training.train import summary_json, train
 
-    overrides = {
-        "raw_uri": args.raw,
-        "registry_uri": args.registry,
-        "model_name": args.model_name,
-        "model_kind": args.model_kind,
-        "promote": args.promote,
-        "force": True if args.force else None,
-        "first_model_only": True if args.first_model_only else None,
-    }
-    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
-    summary = train(settings)
+    summary = train(settings_from_args(TrainingSettings, args))
     print(summary_json(summary))
     return EXIT_NOT_SERVABLE if summary.get("servable") is False else 0
 
 
 def _wait_for_storage(args: argparse.Namespace) -> int:
     from core.storage import wait_until_usable
-    from training.train import TrainingSettings
 
-    overrides = {"registry_uri": args.registry}
-    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = settings_from_args(TrainingSettings, args)
     waited = wait_until_usable(settings.registry_uri, timeout=args.timeout)
     print_json({"registry": settings.registry_uri, "waited_seconds": round(waited, 1)})
     return 0
@@ -78,11 +68,12 @@ def _wait_for_storage(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from core.registry import Registry
     from core.storage import open_storage
-    from training.train import TrainingSettings
 
-    overrides = {"registry_uri": args.registry, "model_name": args.model_name}
-    settings = TrainingSettings(**{k: v for k, v in overrides.items() if v is not None})
-    registry = Registry(open_storage(settings.registry_uri), settings.model_name)
+    settings = settings_from_args(TrainingSettings, args)
+    registry = Registry(
+        open_storage(settings.registry_uri, max_attempts=settings.storage_attempts),
+        settings.model_name,
+    )
     if args.models_command == "list":
         production = registry.alias_version()
         rows = []
@@ -106,8 +97,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# The flags every command had before they were generated from the settings.
+ALIASES = {"registry_uri": ["--registry"], "raw_uri": ["--raw"]}
+# The settings of the command that manages the registry's versions.
+REGISTRY_SETTINGS = ("registry_uri", "model_name", "storage_attempts")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -135,30 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="train, evaluate, publish and maybe promote a model",
         description="Options left out are read from TRAINING_* environment variables.",
     )
-    train.add_argument("--raw", default=None, help="folder, s3:// URI or synthetic://")
-    train.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
-    train.add_argument("--model-name", default=None)
-    train.add_argument("--model-kind", default=None, help="hist-gradient-boosting|random-forest")
-    train.add_argument("--promote", default=None, help="auto (default), never or force")
-    train.add_argument("--force", action="store_true", help="train even without new labelled data")
-    train.add_argument(
-        "--first-model-only",
-        action="store_true",
-        help="train only when there is no production model yet",
-    )
+    add_settings_arguments(train, TrainingSettings, aliases=ALIASES)
     train.set_defaults(handler=_train)
 
     wait = commands.add_parser(
         "wait-for-storage",
         help="wait until the registry's storage answers (its bucket exists and is readable)",
     )
-    wait.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
+    add_settings_arguments(wait, TrainingSettings, only=("registry_uri",), aliases=ALIASES)
     wait.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     wait.set_defaults(handler=_wait_for_storage)
 
     models = commands.add_parser("models", help="list, show and promote registry versions")
-    models.add_argument("--registry", default=None, help="registry URI (file:// or s3://)")
-    models.add_argument("--model-name", default=None)
+    add_settings_arguments(models, TrainingSettings, only=REGISTRY_SETTINGS, aliases=ALIASES)
     models_commands = models.add_subparsers(dest="models_command", required=True)
     models_commands.add_parser("list", help="every version, production marked")
     show = models_commands.add_parser("show", help="a version's manifest")

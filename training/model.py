@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from core import contract
+from training.settings import ModelKind
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ the held-out rows before the ONNX file is published."""
 
 CALIBRATION_BINS = 10
 """Equal-width probability bins of the expected calibration error (ECE)."""
-
-
-class ModelKind(StrEnum):
-    HIST_GRADIENT_BOOSTING = "hist-gradient-boosting"
-    RANDOM_FOREST = "random-forest"
-    LOGISTIC_REGRESSION = "logistic-regression"
-    MAJORITY = "majority"
-    """The floor every model must beat: the training share of prioritaire as the
-    probability of every row. skl2onnx has no converter for it, so it is never served."""
 
 
 def build_pipeline(kind: ModelKind, *, seed: int = 42) -> Pipeline:

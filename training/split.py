@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,15 +21,11 @@ import pandas as pd
 
 from core import contract
 from training.errors import TrainingError
+from training.settings import SplitMethod
 
 HASH = "sha256"
 YEAR = "year"
 _SCALE = float(2**64)
-
-
-class SplitMethod(StrEnum):
-    HASH = "hash"
-    YEAR = "year"
 
 
 def salt_for(seed: int) -> str:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from urllib.parse import parse_qs, urlparse
 import joblib
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from core import contract, layout
@@ -45,119 +42,14 @@ from training.model import (
     positive_probability,
     to_onnx,
 )
-from training.split import SplitMethod, SplitRule, apply_rule, folds, make_rule, stratification
+from training.settings import PromoteMode, TrainingSettings
+from training.split import SplitRule, apply_rule, folds, make_rule, stratification
 from training.synthetic import DriftKind, synthesize
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = layout.DEFAULT_MODEL_NAME
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "skl2onnx", "onnxruntime", "joblib")
-
-
-class PromoteMode(StrEnum):
-    AUTO = "auto"
-    NEVER = "never"
-    FORCE = "force"
-
-
-class TrainingSettings(BaseSettings):
-    """Settings of ``python -m training train``; every field is also read from the
-    environment with the ``TRAINING_`` prefix (e.g. ``TRAINING_REGISTRY_URI``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TRAINING_", extra="forbid")
-
-    raw_uri: str = Field(
-        "synthetic://",
-        description="Where the BAAC tables are: a folder, file:///folder, s3://bucket/prefix, "
-        "or synthetic://?accidents=N&seed=S&year=Y&drift=KIND to generate them.",
-    )
-    registry_uri: str = Field(
-        ".registry", description="Storage root of the model registry (file:// or s3://)."
-    )
-    model_name: str = Field(DEFAULT_MODEL_NAME, description="Model name in the registry.")
-    model_kind: ModelKind = Field(
-        ModelKind.HIST_GRADIENT_BOOSTING, description="Classifier of the pipeline."
-    )
-    promote: PromoteMode = Field(
-        PromoteMode.AUTO,
-        description="auto: promotion gate; never: publish only; force: always promote.",
-    )
-    promotion_tolerance: float = Field(
-        0.005,
-        ge=0,
-        le=1,
-        description="auto promotes when ROC-AUC >= production's minus this, on the same rows.",
-    )
-    promotion_min_rows: int = Field(
-        1000,
-        ge=1,
-        description="auto promotes only when champion and challenger can be compared on at "
-        "least this many held-out rows neither trained on (below 1,000 rows the ROC-AUC's "
-        "standard error, about 0.015, dwarfs the tolerance).",
-    )
-    split_method: SplitMethod = Field(
-        SplitMethod.HASH,
-        description="hash: an accident is held out by a salted hash of its id (stable when "
-        "data is added); year: hold out the latest year, train on the earlier ones.",
-    )
-    threshold: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Probability from which a case is prioritaire; unset: chosen on "
-        "out-of-fold probabilities from missed_prioritaire_cost_ratio.",
-    )
-    missed_prioritaire_cost_ratio: float = Field(
-        3.0,
-        gt=0,
-        description="Cost of a missed prioritaire accident, in over-triaged accidents; "
-        "chooses the threshold.",
-    )
-    validation_folds: int = Field(
-        3,
-        ge=2,
-        le=10,
-        description="Folds of the out-of-fold probabilities that choose the threshold and "
-        "the tiers and fill the drift reference.",
-    )
-    tier_high_precision: float = Field(
-        0.8, gt=0, lt=1, description="'high' tier: the predicted label is right this often."
-    )
-    tier_medium_precision: float = Field(
-        0.65, gt=0, lt=1, description="'medium' tier: right at least this often."
-    )
-    force: bool = Field(
-        False, description="Train even when the data fingerprint equals production's."
-    )
-    first_model_only: bool = Field(
-        False,
-        description="Train only when the model has no production version yet, or only "
-        "one trained on another feature contract (the chart's first-model Job: re-run on "
-        "every upgrade, it must never replace a production model trained since on other "
-        "data, but must replace one the upgraded scorer refuses).",
-    )
-    seed: int = Field(42, description="Seed of the model; names the salt of the split's hash.")
-    test_size: float = Field(0.3, gt=0, lt=1, description="Held-out share of accidents.")
-    reference_rows: int = Field(
-        50_000, gt=0, description="Rows of the drift reference sample stored with the model."
-    )
-    use_feedback: bool = Field(True, description="Add the scorer's feedback labels.")
-    feedback_days: int | None = Field(
-        None,
-        ge=1,
-        description="Read the feedback labels of the last this many days' partitions only; "
-        "unset: every stored label (a compacted day is one file).",
-    )
-    storage_attempts: int = Field(5, ge=1, description="Attempts per storage call.")
-
-    @model_validator(mode="after")
-    def _tiers_ordered(self) -> TrainingSettings:
-        if self.tier_medium_precision > self.tier_high_precision:
-            raise ValueError(
-                f"tier_medium_precision ({self.tier_medium_precision}) must not exceed "
-                f"tier_high_precision ({self.tier_high_precision})"
-            )
-        return self
 
 
 def decide_promotion(

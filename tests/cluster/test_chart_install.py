@@ -454,8 +454,8 @@ def test_scorer_post_retrain_in_cluster_mode_creates_one_job(
         {
             "KUBECONFIG": str(kubeconfig),
             "SCORER_RETRAIN_MODE": "kubernetes",
-            "SCORER_RETRAIN_NAMESPACE": retrain_release.namespace,
-            "SCORER_RETRAIN_CRONJOB": f"{retrain_release.fullname}-training",
+            "SCORER_NAMESPACE": retrain_release.namespace,
+            "SCORER_TRAINING_CRONJOB": f"{retrain_release.fullname}-training",
         }
     )
     results: list[int] = []

@@ -1,6 +1,5 @@
 """Fixtures of the monitoring tests: one registry with a small real model fitted once
-per session, per-test storages for inference logs and reports, settings on them, and a
-fake Kubernetes API server."""
+per session, per-test storages for inference logs and reports, settings on them."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import pytest
 
 from core.storage import Storage, open_storage
 from monitoring.settings import MonitoringSettings
-from tests.monitoring.fake_kube import FakeKube, fake_kube_server
 from tests.monitoring.support import TrainedModel, publish_trained_model
 from tests.support import LOOPBACK, free_port, running_process
 
@@ -69,12 +67,6 @@ def make_settings(registry_root: Path, live_root: Path) -> Callable[..., Monitor
         return MonitoringSettings(**values)
 
     return make
-
-
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    with fake_kube_server() as kube:
-        yield kube
 
 
 @pytest.fixture(scope="session")

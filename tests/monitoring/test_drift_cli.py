@@ -80,9 +80,15 @@ def test_an_alias_of_the_wrong_shape_is_a_one_line_failure(tmp_path: Path) -> No
     ("env", "args", "message"),
     [
         ({"MONITORING_DRIFT_SHARE": "2"}, (), "error: invalid settings: drift_share"),
-        ({}, ("--retrain-mode", "sometimes"), "error: invalid settings: retrain_mode"),
+        (
+            {},
+            ("--retrain-mode", "sometimes"),
+            "error: argument --retrain-mode: invalid choice: 'sometimes' (choose from "
+            "'local', 'kubernetes', 'disabled')",
+        ),
+        ({"MONITORING_RETRAIN_MODE": "sometimes"}, (), "error: invalid settings: retrain_mode"),
         ({"MONITORING_MIN_ROWS": "2000", "MONITORING_MAX_CURRENT_ROWS": "1000"}, (), "below"),
-        ({}, ("--until", "yesterday"), "argument --until"),
+        ({}, ("--until", "yesterday"), "error: argument --window-end/--until: not an ISO 8601"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 
 from core import k8s_jobs, layout
+from core import retrain as core_retrain
 from core.errors import RetrainError
 from core.storage import Storage, open_storage
 from monitoring import retrain
 from monitoring.job import run_drift
 from monitoring.reports import LAST_RETRAIN_KEY, ReportLocation, read_last_retrain
 from monitoring.settings import MonitoringSettings, RetrainMode
+from tests.fake_kube import FakeKube, training_cronjob
 from tests.monitoring.conftest import NOW
-from tests.monitoring.fake_kube import FakeKube, training_cronjob
 from tests.monitoring.support import TrainedModel, live_rows, write_inference_logs
 
 Settings = Callable[..., MonitoringSettings]
@@ -65,7 +66,7 @@ def _fake_training(
     summary = {"status": "trained", "version": "v2", "promoted": False, "reason": "gate"}
     record = f"open({str(ledger)!r}, 'a').write('started\\n'); " if ledger else ""
     code = f"import json, sys; {record}print(json.dumps({summary!r})); sys.exit({exit_code})"
-    monkeypatch.setattr(retrain, "training_command", lambda settings: [sys.executable, "-c", code])
+    monkeypatch.setattr(core_retrain, "training_command", lambda _: [sys.executable, "-c", code])
 
 
 def _execute(
@@ -115,19 +116,21 @@ def test_local_mode_runs_training_and_records_the_trigger(
     assert datetime.fromisoformat(claim["claimed_at"]) == NOW
 
 
-def test_the_real_training_command_targets_the_same_registry(make_settings: Settings) -> None:
+def test_the_training_command_targets_the_same_registry(
+    make_settings: Settings, live_storage: Storage
+) -> None:
     settings = make_settings(training_raw_uri="/data/raw", registry_uri="s3://models/prod/")
-    command = retrain.training_command(settings)
+    command = retrain.launcher(settings, live_storage).command()
     assert command[0] == sys.executable
     assert command[1:] == [
         "-m",
         "training",
         "train",
-        "--registry",
+        "--registry-uri",
         "s3://models/prod/",
         "--model-name",
         "accident-severity",
-        "--raw",
+        "--raw-uri",
         "/data/raw",
     ]
 

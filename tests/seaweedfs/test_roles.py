@@ -36,7 +36,8 @@ from tests import seaweedfs_server as swfs
 from tests.factories import publish_model
 from tests.service.helpers import wait_for
 from tools.simulate import contract_rows, synthetic_table
-from training.train import TrainingSettings, train
+from training.settings import TrainingSettings
+from training.train import train
 
 pytestmark = [pytest.mark.servers, pytest.mark.seaweedfs]
 
@@ -329,7 +330,7 @@ def scorer_app(server: swfs.SeaweedFS, **overrides: Any) -> TestClient:
         "inference_log_flush_rows": 1,
         "inference_log_flush_seconds": 0.2,
         "retrain_mode": "disabled",
-        "storage_max_attempts": 1,
+        "storage_attempts": 1,
         **overrides,
     }
     with as_role(server, "scorer"):

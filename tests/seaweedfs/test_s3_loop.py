@@ -76,7 +76,7 @@ def scorer(server: swfs.SeaweedFS, log_file: Path) -> Iterator[str]:
             "SCORER_POLL_INTERVAL_SECONDS": str(SCORER_POLL_SECONDS),
             "SCORER_INFERENCE_LOG_FLUSH_SECONDS": str(SCORER_FLUSH_SECONDS),
             "SCORER_RETRAIN_MODE": "disabled",
-            "SCORER_STORAGE_MAX_ATTEMPTS": "1",
+            "SCORER_STORAGE_ATTEMPTS": "1",
             "SCORER_GRACEFUL_SHUTDOWN_SECONDS": "2",
             "SCORER_SHUTDOWN_FLUSH_SECONDS": "3",
         }

@@ -37,7 +37,7 @@ ROW = contract.example_row()
 # One attempt and short timeouts: an outage shows within seconds, not after botocore's
 # retries.
 FAIL_FAST: dict[str, Any] = {
-    "storage_max_attempts": 1,
+    "storage_attempts": 1,
     "storage_connect_timeout_seconds": 1,
     "storage_read_timeout_seconds": 2,
 }
@@ -166,7 +166,7 @@ def test_a_hanging_s3_starves_neither_batch_scoring_nor_feedback_clients(
         make_settings(
             inference_log_uri=s3_bucket,
             inference_log_flush_rows=1,
-            storage_max_attempts=1,
+            storage_attempts=1,
             storage_connect_timeout_seconds=1,
             storage_read_timeout_seconds=30,
             storage_threads=2,

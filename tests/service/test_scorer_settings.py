@@ -21,7 +21,7 @@ def test_defaults_are_the_embedded_local_setup(monkeypatch: pytest.MonkeyPatch) 
     assert settings.batch_limit == 1000
     assert settings.max_body_bytes == 1_000_000
     assert settings.inference_log_enabled is True
-    assert settings.log_storage_uri == ".registry"
+    assert settings.effective_inference_log_uri == ".registry"
     assert settings.retrain_mode is RetrainMode.LOCAL
 
 
@@ -41,7 +41,7 @@ def test_environment_variables_use_the_scorer_prefix(monkeypatch: pytest.MonkeyP
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "k3y"
     assert "k3y" not in repr(settings)
     assert settings.batch_limit == 50
-    assert settings.log_storage_uri == "s3://logs/triage"
+    assert settings.effective_inference_log_uri == "s3://logs/triage"
     assert settings.retrain_mode is RetrainMode.KUBERNETES
 
 

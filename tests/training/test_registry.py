@@ -17,7 +17,8 @@ from tests.factories import (
     random_features,
 )
 from tests.support import run_together
-from training.train import PromoteMode, TrainingSettings, train
+from training.settings import PromoteMode, TrainingSettings
+from training.train import train
 
 BACKENDS = ["file", pytest.param("seaweedfs", marks=[pytest.mark.servers, pytest.mark.seaweedfs])]
 

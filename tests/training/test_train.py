@@ -348,10 +348,15 @@ def test_models_cli_lists_shows_and_rolls_back(tmp_path, capsys):
     assert "no version" in capsys.readouterr().err
 
 
-def test_invalid_settings_exit_with_usage_error(tmp_path, capsys):
-    code = main(["train", "--raw", SMALL, "--registry", str(tmp_path), "--promote", "sometimes"])
-    assert code == 2
-    assert "promote" in capsys.readouterr().err
+def test_invalid_settings_exit_with_usage_error(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--raw", SMALL, "--registry", str(tmp_path), "--promote", "sometimes"])
+    assert exited.value.code == 2
+    assert "error: argument --promote: invalid choice: 'sometimes'" in capsys.readouterr().err
+    # The same value from the environment: the settings' one-line error, exit code 2.
+    monkeypatch.setenv("TRAINING_PROMOTE", "sometimes")
+    assert main(["train", "--raw", SMALL, "--registry", str(tmp_path)]) == 2
+    assert "error: invalid settings: promote" in capsys.readouterr().err
 
 
 def test_cli_prints_the_summary_last_as_json(tmp_path):

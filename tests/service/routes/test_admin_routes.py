@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core import contract, k8s_jobs, layout
+from core import retrain as core_retrain
 from core.errors import RetrainAlreadyActiveError, RetrainError
 from core.registry import Registry
 from core.storage import FileStorage, Storage, open_storage
@@ -23,7 +24,8 @@ from monitoring.settings import MonitoringSettings
 from service.app import create_app
 from service.errors import RetrainLaunchError
 from service.metrics import ScorerMetrics
-from service.retrain import RetrainLauncher
+from service.model_holder import ModelHolder
+from service.retrain import ApiRetrain
 from service.storage_executor import StorageExecutor
 from tests.factories import malicious_pickle, publish_pickle_only
 from tests.service.helpers import API_KEY, AUTH, wait_for
@@ -187,7 +189,7 @@ def test_retrain_local_mode_runs_training_then_serves_the_new_version(
     registry_root: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _fake_training(registry_root))
+    monkeypatch.setattr(core_retrain, "training_command", lambda _: _fake_training(registry_root))
     client = make_client(api_key=API_KEY, retrain_mode="local")
     response = client.post("/retrain", headers=AUTH, json={"reason": "new labels"})
     assert response.status_code == 202
@@ -206,7 +208,7 @@ def test_retrain_local_mode_refuses_a_second_concurrent_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        RetrainLauncher, "command", lambda self: _fake_training(registry_root, sleep=30)
+        core_retrain, "training_command", lambda _: _fake_training(registry_root, sleep=30)
     )
     client = make_client(api_key=API_KEY, retrain_mode="local")
     assert client.post("/retrain", headers=AUTH).status_code == 202
@@ -236,13 +238,13 @@ def _ledger_training(ledger: Path) -> list[str]:
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Where every training the scorer or the drift job starts writes a line."""
     path = tmp_path / "trainings.log"
-    monkeypatch.setattr(RetrainLauncher, "command", lambda self: _ledger_training(path))
-    monkeypatch.setattr(retrain, "training_command", lambda settings: _ledger_training(path))
+    # The one launcher of both roles: one command to replace.
+    monkeypatch.setattr(core_retrain, "training_command", lambda _: _ledger_training(path))
     return path
 
 
-def _pinned(client: TestClient) -> RetrainLauncher:
-    launcher: RetrainLauncher = client.app.state.scorer.retrain  # type: ignore[attr-defined]
+def _pinned(client: TestClient) -> ApiRetrain:
+    launcher: ApiRetrain = client.app.state.scorer.retrain  # type: ignore[attr-defined]
     launcher.clock = lambda: DECISION_TIME
     return launcher
 
@@ -331,7 +333,7 @@ def test_post_retrain_after_a_drift_retrain_of_the_window_is_409_naming_it(
     registry = open_storage(str(registry_root))
     assert _drift_retrain(registry, open_storage(str(tmp_path / "reports")))["triggered"]
     for mode in ("local", "kubernetes"):
-        client = make_client(api_key=API_KEY, retrain_mode=mode, retrain_namespace="triage")
+        client = make_client(api_key=API_KEY, retrain_mode=mode, namespace="triage")
         _pinned(client)
         response = client.post("/retrain", headers=AUTH)
         assert response.status_code == 409
@@ -356,7 +358,7 @@ def test_a_retrain_that_could_not_start_gives_its_claim_back(
         return answer
 
     monkeypatch.setattr(k8s_jobs, "create_job_from_cronjob", create_job_from_cronjob)
-    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", retrain_namespace="triage")
+    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", namespace="triage")
     _pinned(client)
     assert client.post("/retrain", headers=AUTH).status_code == 503
     assert not (registry_root / CLAIM_KEY).exists()
@@ -386,29 +388,6 @@ def test_a_retrain_that_cannot_be_claimed_starts_nothing(
     assert 'triage_retrain_requests_total{result="rejected"} 1.0' in client.get("/metrics").text
 
 
-def test_retrain_local_command_is_the_training_cli(make_settings: Callable[..., Any]) -> None:
-    settings = make_settings(retrain_raw_uri="synthetic://?accidents=500")
-    launcher = RetrainLauncher(
-        settings,
-        None,  # type: ignore[arg-type]
-        ScorerMetrics(),
-        storage_executor=StorageExecutor(1),
-        host="h",
-    )
-    assert launcher.command() == [
-        sys.executable,
-        "-m",
-        "training",
-        "train",
-        "--registry",
-        settings.registry_uri,
-        "--model-name",
-        "accident-severity",
-        "--raw",
-        "synthetic://?accidents=500",
-    ]
-
-
 def test_retrain_kubernetes_mode_creates_a_job_from_the_cronjob(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -423,8 +402,8 @@ def test_retrain_kubernetes_mode_creates_a_job_from_the_cronjob(
     client = make_client(
         api_key=API_KEY,
         retrain_mode="kubernetes",
-        retrain_namespace="triage",
-        retrain_cronjob="triage-training",
+        namespace="triage",
+        training_cronjob="triage-training",
     )
     response = client.post("/retrain", headers=AUTH, json={"reason": "drift detected"})
     assert response.status_code == 202
@@ -444,7 +423,7 @@ def test_retrain_kubernetes_mode_maps_a_running_job_to_409(
         raise RetrainAlreadyActiveError("Job triage/t-1 is still active", job_name="t-1")
 
     monkeypatch.setattr(k8s_jobs, "create_job_from_cronjob", create_job_from_cronjob)
-    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", retrain_namespace="triage")
+    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", namespace="triage")
     response = client.post("/retrain", headers=AUTH)
     assert response.status_code == 409
     assert "still active" in response.json()["detail"]
@@ -457,26 +436,33 @@ def test_retrain_kubernetes_failure_is_503(
         raise RetrainError("read CronJob: HTTP 403: cronjobs.batch is forbidden")
 
     monkeypatch.setattr(k8s_jobs, "create_job_from_cronjob", create_job_from_cronjob)
-    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", retrain_namespace="triage")
+    client = make_client(api_key=API_KEY, retrain_mode="kubernetes", namespace="triage")
     response = client.post("/retrain", headers=AUTH)
     assert response.status_code == 503
     assert "forbidden" in response.json()["detail"]
 
 
-def test_retrain_kubernetes_namespace_comes_from_the_pod(
+def test_retrain_kubernetes_mode_outside_a_pod_names_the_setting(
     make_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
     settings = make_settings(retrain_mode="kubernetes")
-    namespace_file = tmp_path / "namespace"
-    launcher = RetrainLauncher(
-        settings,
-        None,  # type: ignore[arg-type]
+    executor = StorageExecutor(1)
+    holder = ModelHolder(
+        Registry(FileStorage(tmp_path / "registry"), "accident-severity"),
+        "production",
         ScorerMetrics(),
-        storage_executor=StorageExecutor(1),
+        executor,
+    )
+    namespace_file = tmp_path / "namespace"
+    api = ApiRetrain(
+        settings,
+        holder,
+        ScorerMetrics(),
+        storage_executor=executor,
         host="h",
         namespace_file=namespace_file,
     )
-    with pytest.raises(RetrainLaunchError, match="SCORER_RETRAIN_NAMESPACE"):
-        launcher.namespace()
+    with pytest.raises(RetrainLaunchError, match="set SCORER_NAMESPACE"):
+        api.namespace()
     namespace_file.write_text("triage-prod\n")
-    assert launcher.namespace() == "triage-prod"
+    assert api.namespace() == "triage-prod"

@@ -1,6 +1,7 @@
 """The retrain claim (core/claims.py) on a folder and on SeaweedFS: one holder per
 decision window, the losers told who, the claim given back only by its holder. The
-races between drift jobs and POST /retrain are in tests/monitoring and tests/service."""
+launcher that takes it is tested in tests/core/test_retrain.py, the races between
+drift jobs and POST /retrain in tests/monitoring and tests/service."""
 
 from __future__ import annotations
 

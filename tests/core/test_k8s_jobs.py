@@ -21,7 +21,7 @@ from core.errors import (
     RetrainConflictError,
     RetrainError,
 )
-from tests.monitoring.fake_kube import FakeKube, training_cronjob
+from tests.fake_kube import FakeKube, training_cronjob
 
 NAMESPACE = "triage"
 CRONJOB = "accident-triage-training"
