@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def run_step(command: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB of the child, and its stdout."""
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return seconds, peak_mb, result.stdout
+from measure import run_step
 
 
 def main() -> None:
@@ -32,20 +22,20 @@ def main() -> None:
     python = [sys.executable, "-m", "training", "--log-level", "WARNING"]
     with tempfile.TemporaryDirectory() as folder:
         raw, out = Path(folder, "raw"), Path(folder, "dataset")
-        synth_s, synth_mb, _ = run_step(
+        synth = run_step(
             [*python, "synthesize", "--out", str(raw), "--accidents", str(args.accidents)]
         )
-        build_s, build_mb, stdout = run_step(
-            [*python, "build", "--raw", str(raw), "--out", str(out)]
-        )
-        summary = json.loads(stdout)
-    # RUSAGE_CHILDREN reports the largest child so far, so the build's figure is the
-    # peak of both steps.
+        build = run_step([*python, "build", "--raw", str(raw), "--out", str(out)])
+        summary = json.loads(build.stdout)
     print(f"accidents              {args.accidents:>10,}")
     print(f"rows (train/test)      {summary['rows']['train']:>10,} / {summary['rows']['test']:,}")
-    print(f"synthesize             {synth_s:>10.1f} s   peak RSS {synth_mb:,.0f} MB")
-    print(f"build                  {build_s:>10.1f} s   peak RSS (max of both) {build_mb:,.0f} MB")
-    print(f"synthesize + build     {synth_s + build_s:>10.1f} s   (target < 30 s, < 1,500 MB)")
+    print(f"synthesize             {synth.seconds:>10.1f} s   peak RSS {synth.peak_rss_mb:,.0f} MB")
+    print(f"build                  {build.seconds:>10.1f} s   peak RSS {build.peak_rss_mb:,.0f} MB")
+    print(
+        f"synthesize + build     {synth.seconds + build.seconds:>10.1f} s   "
+        f"peak RSS {max(synth.peak_rss_mb, build.peak_rss_mb):,.0f} MB   "
+        "(target < 30 s, < 1,500 MB)"
+    )
 
 
 if __name__ == "__main__":

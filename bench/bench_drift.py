@@ -16,12 +16,9 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,8 @@ import joblib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measure import Step, run_step
 
 from core import contract, layout
 from core.registry import Registry
@@ -97,9 +96,8 @@ def write_live(
     return rows
 
 
-def run_job(registry: Path, live: Path, end: datetime, *extra: str) -> tuple[float, float, dict]:
-    """One drift command in a child process: wall time, CPU time (user + system: what
-    the job costs whatever else the shared machine is doing) and its summary."""
+def run_job(registry: Path, live: Path, end: datetime, *extra: str) -> tuple[Step, dict]:
+    """One drift command in a child process, measured, and its summary."""
     command = [
         sys.executable,
         "-m",
@@ -119,16 +117,8 @@ def run_job(registry: Path, live: Path, end: datetime, *extra: str) -> tuple[flo
         "disabled",
         *extra,
     ]
-    env = {**os.environ, "DO_NOT_TRACK": "1"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if completed.returncode != 0:
-        raise SystemExit(f"drift job failed: {completed.stderr.strip()[-2000:]}")
-    return seconds, cpu, json.loads(completed.stdout)
+    step = run_step(command, env={**os.environ, "DO_NOT_TRACK": "1"})
+    return step, json.loads(step.stdout)
 
 
 def main() -> int:
@@ -145,14 +135,14 @@ def main() -> int:
         pipeline, reference_rows = build_registry(registry)
         write_live(open_storage(str(live)), pipeline, LIVE_ROWS, seed=2, end=END, drift=None)
 
-        times, cpus, summaries = [], [], []
+        times, cpus, peaks, summaries = [], [], [], []
         for _ in range(args.runs):
-            seconds, cpu, summary = run_job(registry, live, END, "--max-reference-rows", "50000")
-            times.append(seconds)
-            cpus.append(cpu)
+            step, summary = run_job(registry, live, END, "--max-reference-rows", "50000")
+            times.append(step.seconds)
+            cpus.append(step.cpu_seconds)
+            peaks.append(step.peak_rss_mb)
             summaries.append(summary)
-        # The largest resident set any child reached (Linux reports kilobytes).
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mb = max(peaks)
         last = summaries[-1]
         figures: dict[str, Any] = {
             "reference_rows": last["rows"]["reference"],
@@ -179,7 +169,7 @@ def main() -> int:
                 write_live(
                     open_storage(str(live)), pipeline, 1000, seed=100 + index, end=end, drift=None
                 )
-                _, _, summary = run_job(registry, live, end)
+                _, summary = run_job(registry, live, end)
                 alarms += bool(summary["dataset_drift"])
                 prediction_alarms += bool(summary["prediction_drift"])
                 shares.append(summary["share_of_drifted_columns"])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import run_step
 
 from core import contract, layout
 from core.registry import Registry
@@ -33,18 +33,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         raw, registry_root = Path(folder, "raw"), Path(folder, "registry")
         synthesize(raw, accidents=args.accidents, seed=42, year=2021)
-        started = time.perf_counter()
-        result = subprocess.run(
+        train = run_step(
             [
                 sys.executable, "-m", "training", "--log-level", "WARNING", "train",
                 "--raw", str(raw), "--registry", str(registry_root),
                 "--model-kind", args.model_kind,
-            ],
-            capture_output=True, text=True, check=True,
+            ]
         )  # fmt: skip
-        train_s = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        summary = json.loads(result.stdout)
+        summary = json.loads(train.stdout)
 
         registry = Registry(FileStorage(registry_root), DEFAULT_MODEL_NAME)
         manifest = registry.manifest(summary["version"])
@@ -67,8 +63,8 @@ def main() -> None:
     print(f"model kind             {args.model_kind} (served with {model.runtime})")
     print(f"rows train/test        {summary['rows']['train']:,} / {summary['rows']['test']:,}")
     print(f"held-out ROC-AUC       {summary['metrics']['roc_auc']:.3f}")
-    print(f"train wall time        {train_s:.1f} s   (target < 60 s)")
-    print(f"train peak RSS         {peak_mb:,.0f} MB   (target < 2,000 MB)")
+    print(f"train wall time        {train.seconds:.1f} s   (target < 60 s)")
+    print(f"train peak RSS         {train.peak_rss_mb:,.0f} MB   (target < 2,000 MB)")
     print(f"served model size      {size_mb:.2f} MB (ONNX)   (target < 10 MB)")
     print(
         f"pipeline size          {manifest['files'][layout.MODEL_JOBLIB]['bytes'] / 1e6:.2f} MB"
