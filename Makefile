@@ -11,14 +11,34 @@ DEMO_DIR ?= .demo
 help: ## List the documented targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(BIN)/.installed: pyproject.toml
+# The versions come from the lock, hash-checked; the project itself is installed with
+# --no-deps and built by the locked setuptools (no unpinned build environment).
+$(BIN)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## Create the virtual environment with every extra (idempotent)
+venv: $(BIN)/.installed ## Create the virtual environment with every extra, from requirements/dev.lock (idempotent)
+
+# One lock per install set, for Python 3.11 on linux x86_64 (the images' platform):
+# dev.lock (every extra and the build backend) first, then the images' locks and the
+# build backend's constrained by it, so a package has one version in every lock.
+# uv keeps the versions already in a lock; LOCK_ARGS=--upgrade (or
+# "--upgrade-package fastapi") moves them.
+UV ?= $(BIN)/uv
+LOCK_ARGS ?=
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_36 --custom-compile-command "make lock" $(LOCK_ARGS)
+
+.PHONY: lock
+lock: venv ## Regenerate the lock files in requirements/ from pyproject.toml
+	$(UV_COMPILE) pyproject.toml requirements/build.in --all-extras -o requirements/dev.lock
+	$(UV_COMPILE) pyproject.toml --extra service -c requirements/dev.lock -o requirements/scorer.lock
+	$(UV_COMPILE) pyproject.toml --extra training --extra monitoring -c requirements/dev.lock \
+		-o requirements/jobs.lock
+	$(UV_COMPILE) requirements/build.in -c requirements/dev.lock -o requirements/build.lock
 
 .PHONY: system-deps
 system-deps: ## Install the Debian packages and tools the tests use (idempotent; needs root)

@@ -14,13 +14,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core import k8s_jobs
 from core.errors import (
     RetrainAlreadyActiveError,
     RetrainAlreadyTriggeredError,
     RetrainConflictError,
     RetrainError,
 )
-from core import k8s_jobs
 from tests.monitoring.fake_kube import FakeKube, training_cronjob
 
 NAMESPACE = "triage"
