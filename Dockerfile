@@ -63,20 +63,24 @@ RUN python3 -m venv /opt/tools \
 
 # Two layers per image, so a code change rebuilds seconds, not the dependencies:
 #  * /opt/venv: the dependencies only, installed from the image's lock file (reused
-#    until that lock changes; pyproject.toml is not needed yet). A venv, so the
-#    interpreter's location (/usr/local/bin on python:*-slim, /usr/bin on Debian) does
-#    not matter. Then what no process of ours imports goes: the test suites inside the
-#    big scientific packages (tens of MB; only those: evidently has a runtime package
-#    named `tests`), the kubernetes client's asyncio twin (kubernetes/aio, 68 MB,
-#    imported by nothing else), and pip/setuptools. A .pth file puts /opt/app on the
-#    path.
+#    until that lock changes; pyproject.toml is not needed yet) with --no-deps (the
+#    lock is complete; Debian's pip 23 refuses a hash-checked install in which a
+#    package asks for another's extra, as evidently does) and checked by `pip check`.
+#    A venv, so the interpreter's location (/usr/local/bin on python:*-slim, /usr/bin
+#    on Debian) does not matter. Then what no process of ours imports goes: the test
+#    suites inside the big scientific packages (tens of MB; only those: evidently has a
+#    runtime package named `tests`), the kubernetes client's asyncio twin
+#    (kubernetes/aio, 68 MB, imported by nothing else), and pip/setuptools. A .pth
+#    file puts /opt/app on the path.
 #  * /opt/app: the project (code and its dist-info), installed with --no-deps --target.
 
 # --- the scorer: the `service` extra only ----------------------------------------------
 FROM builder AS build-scorer
 COPY requirements/scorer.lock ./requirements/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet --require-hashes -r requirements/scorer.lock \
+    && /opt/venv/bin/pip install --quiet --no-deps --require-hashes \
+        -r requirements/scorer.lock \
+    && /opt/venv/bin/pip check --quiet \
     && cd /opt/venv/lib/python3*/site-packages \
     && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
@@ -129,7 +133,9 @@ FROM builder AS build-jobs
 # The scorer keeps its .pyc: its start-up is on the path of every scale-up.
 COPY requirements/jobs.lock ./requirements/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet --no-compile --require-hashes -r requirements/jobs.lock \
+    && /opt/venv/bin/pip install --quiet --no-compile --no-deps --require-hashes \
+        -r requirements/jobs.lock \
+    && /opt/venv/bin/pip check --quiet \
     && cd /opt/venv/lib/python3*/site-packages \
     && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \

@@ -11,12 +11,16 @@ DEMO_DIR ?= .demo
 help: ## List the documented targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The versions come from the lock, hash-checked; the project itself is installed with
-# --no-deps and built by the locked setuptools (no unpinned build environment).
+# The versions come from the lock, hash-checked. --no-deps: the lock is complete (uv
+# resolved it), and older pips (23.x, as in the venvs of Python 3.11 and Debian 12)
+# refuse a hash-checked install in which a package asks for another's extra
+# (evidently: pandas[parquet]); `pip check` still verifies every requirement is met.
+# The project itself is built by the locked setuptools (no unpinned build environment).
 $(BIN)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/dev.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check --quiet
 	touch $@
 
 .PHONY: venv
