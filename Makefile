@@ -53,10 +53,11 @@ demo: venv ## Run the local demo on the embedded defaults (synthetic data, local
 	$(BIN)/python -m monitoring demo --workdir $(DEMO_DIR)
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy
+lint: venv ## ruff (lint + format check), mypy and the package rule (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 .PHONY: format
 format: venv ## Apply ruff's fixes and formatting
