@@ -65,8 +65,8 @@ format: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: test
-test: venv system-deps lint ## Lint, type-check and run every test (the CI command)
-	$(BIN)/pytest
+test: venv system-deps lint ## Lint, type-check and run every test with the coverage gate (the CI command)
+	$(BIN)/pytest --cov
 
 .PHONY: test-fast
 test-fast: venv ## Run the tests that start no server
@@ -78,5 +78,5 @@ bench: venv ## Run the benchmarks under bench/ and print their figures
 
 .PHONY: clean
 clean: ## Remove the demo folder and caches (keeps the virtual environment)
-	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
 include k8s/local.mk
