@@ -5,7 +5,9 @@
 #
 # `scorer` installs only the `service` extra (FastAPI, uvicorn, onnxruntime, the
 # kubernetes client for POST /retrain): no scikit-learn, no Evidently. `jobs` installs
-# `training` and `monitoring`.
+# `training` and `monitoring`. Each installs its lock file (requirements/scorer.lock,
+# requirements/jobs.lock: every version pinned, every file hash-checked; `make lock`
+# writes them), so an image gets the versions the tests ran against.
 #
 # Both run as uid/gid 10001 and work on a read-only root filesystem: the only path
 # they write is /tmp (HOME points there), which the chart mounts as an emptyDir and
@@ -14,8 +16,9 @@
 # Offline builds (CI): no registry pull, no PyPI. Build with
 #   --build-arg BASE_IMAGE=<a local image with python3 + venv>
 #   --build-arg PIP_NO_INDEX=1
-# and the wheels in ./.wheelhouse (copied to /wheels, PIP_FIND_LINKS), under
-# `docker build --network none`. .ci/docker-smoke.sh does exactly that.
+# and the wheels of the lock files in ./.wheelhouse (copied to /wheels,
+# PIP_FIND_LINKS), under `docker build --network none`. .ci/docker-smoke.sh does
+# exactly that.
 # No `# syntax=` line on purpose: BuildKit would try to pull that frontend image.
 
 ARG BASE_IMAGE=python:3.11-slim
@@ -46,45 +49,52 @@ ARG PIP_INDEX_URL=https://pypi.org/simple
 ENV PIP_NO_INDEX=${PIP_NO_INDEX} \
     PIP_FIND_LINKS=${PIP_FIND_LINKS} \
     PIP_INDEX_URL=${PIP_INDEX_URL}
-# `.wheelhouse*` matches nothing on a user's machine; pyproject.toml always matches,
-# so the COPY never fails. pip ignores files that are not distributions.
-COPY pyproject.toml .wheelhouse* /wheels/
-# The pip that installs the project's own code (below) lives outside the image's venv.
-RUN python3 -m venv /opt/tools
+# `.wheelhouse*` matches nothing on a user's machine; the build lock always matches,
+# so the COPY never fails (and, unlike pyproject.toml, changes only with the locks).
+# pip ignores files that are not distributions.
+COPY requirements/build.lock .wheelhouse* /wheels/
 WORKDIR /src
-COPY pyproject.toml ./
-RUN mkdir -p core training service monitoring \
-    && touch core/__init__.py training/__init__.py service/__init__.py monitoring/__init__.py
+COPY requirements/build.lock ./requirements/
+# The pip that installs the project's own code (below) lives outside the image's venv,
+# with the locked build backend: the project builds with --no-build-isolation, so no
+# unpinned setuptools is fetched.
+RUN python3 -m venv /opt/tools \
+    && /opt/tools/bin/pip install --quiet --require-hashes -r requirements/build.lock
 
 # Two layers per image, so a code change rebuilds seconds, not the dependencies:
-#  * /opt/venv: the dependencies only, installed from pyproject.toml on empty packages
-#    (reused until pyproject.toml changes). A venv, so the interpreter's location
-#    (/usr/local/bin on python:*-slim, /usr/bin on Debian) does not matter. Then what no
-#    process of ours imports goes: the test suites inside the big scientific packages
-#    (tens of MB; only those: evidently has a runtime package named `tests`), the
-#    kubernetes client's asyncio twin (kubernetes/aio, 68 MB, imported by nothing
-#    else), and pip/setuptools. A .pth file puts /opt/app on the path.
-#  * /opt/app: the project (code and its dist-info), installed with --target.
+#  * /opt/venv: the dependencies only, installed from the image's lock file (reused
+#    until that lock changes; pyproject.toml is not needed yet) with --no-deps (the
+#    lock is complete; Debian's pip 23 refuses a hash-checked install in which a
+#    package asks for another's extra, as evidently does) and checked by `pip check`.
+#    A venv, so the interpreter's location (/usr/local/bin on python:*-slim, /usr/bin
+#    on Debian) does not matter. Then what no process of ours imports goes: the test
+#    suites inside the big scientific packages (tens of MB; only those: evidently has a
+#    runtime package named `tests`), the kubernetes client's asyncio twin
+#    (kubernetes/aio, 68 MB, imported by nothing else), and pip/setuptools. A .pth
+#    file puts /opt/app on the path.
+#  * /opt/app: the project (code and its dist-info), installed with --no-deps --target.
 
 # --- the scorer: the `service` extra only ----------------------------------------------
 FROM builder AS build-scorer
+COPY requirements/scorer.lock ./requirements/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet ".[service]" \
-    && /opt/venv/bin/pip uninstall --quiet --yes accident-triage \
+    && /opt/venv/bin/pip install --quiet --no-deps --require-hashes \
+        -r requirements/scorer.lock \
+    && /opt/venv/bin/pip check --quiet \
     && cd /opt/venv/lib/python3*/site-packages \
     && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
     done \
     && rm -rf kubernetes/aio \
     && echo /opt/app > accident_triage_app.pth \
-    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
-    && rm -rf /src/build /src/*.egg-info
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
+COPY pyproject.toml ./
 COPY core ./core
 COPY training ./training
 COPY service ./service
 COPY monitoring ./monitoring
 # The last line fails the build when the scorer would need something outside its extra.
-RUN /opt/tools/bin/pip install --quiet --no-deps --no-compile --target /opt/app . \
+RUN /opt/tools/bin/pip install --quiet --no-deps --no-build-isolation --no-compile --target /opt/app . \
     && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
     && python -c "import service.app, core.k8s_jobs, onnxruntime, kubernetes" \
     && python -c "from importlib.metadata import version; version('accident-triage')" \
@@ -121,22 +131,24 @@ FROM builder AS build-jobs
 # builds a minute faster; a job then compiles its imports in memory (the root
 # filesystem is read-only), about 4 s more per run of a job that runs for minutes.
 # The scorer keeps its .pyc: its start-up is on the path of every scale-up.
+COPY requirements/jobs.lock ./requirements/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet --no-compile ".[training,monitoring]" \
-    && /opt/venv/bin/pip uninstall --quiet --yes accident-triage \
+    && /opt/venv/bin/pip install --quiet --no-compile --no-deps --require-hashes \
+        -r requirements/jobs.lock \
+    && /opt/venv/bin/pip check --quiet \
     && cd /opt/venv/lib/python3*/site-packages \
     && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
     done \
     && rm -rf kubernetes/aio \
     && echo /opt/app > accident_triage_app.pth \
-    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
-    && rm -rf /src/build /src/*.egg-info
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
+COPY pyproject.toml ./
 COPY core ./core
 COPY training ./training
 COPY service ./service
 COPY monitoring ./monitoring
-RUN /opt/tools/bin/pip install --quiet --no-deps --no-compile --target /opt/app . \
+RUN /opt/tools/bin/pip install --quiet --no-deps --no-build-isolation --no-compile --target /opt/app . \
     && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
     && python -c "import training.train, monitoring.drift, sklearn, evidently, kubernetes" \
     && python -c "from importlib.metadata import version; version('accident-triage')"

@@ -93,27 +93,20 @@ fi
 step "base image $BASE_IMAGE (debootstrap, cached)"
 bash .ci/docker-base-image.sh "$BASE_IMAGE"
 
-step "wheelhouse (the venv's exact versions, cached until they change)"
-# The wheels of exactly the versions installed in the project's venv (what the tests
-# ran against), downloaded in parallel with no resolver run, kept outside the work
-# tree so a fresh clone (CI) reuses them, and hard-linked into the build context.
-# Debian's python3 in the base is 3.11 on glibc 2.36, like the host.
-"$PYTHON" .ci/wheel_pins.py service training monitoring |
-    grep -v '^setuptools==' >"$work/pins.txt"
-echo 'setuptools>=68' >>"$work/pins.txt" # the build backend (pyproject.toml)
-stamp="$(sha256sum "$work/pins.txt" | cut -c1-16)"
+step "wheelhouse (the lock files' wheels, cached until a lock changes)"
+# Exactly the files the images' lock files pin, hash-checked, no resolver run; kept
+# outside the work tree so a fresh clone (CI) reuses them, and hard-linked into the
+# build context. Debian's python3 in the base is 3.11 on glibc 2.36, like the host
+# and like the platform the locks are compiled for (`make lock`).
+LOCKS=(requirements/scorer.lock requirements/jobs.lock requirements/build.lock)
+stamp="$(cat "${LOCKS[@]}" | sha256sum | cut -c1-16)"
 if [ "$(cat "$WHEEL_CACHE/.stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$WHEEL_CACHE.new"
     mkdir -p "$WHEEL_CACHE.new"
-    # --only-binary first; the few sdist-only projects are built into wheels after.
-    xargs -P 8 -I{} sh -c '"$1" -m pip download --quiet --disable-pip-version-check \
-        --no-deps --only-binary=:all: -d "$2" "$3" 2>/dev/null || echo "$3" >>"$2/.sdist"' \
-        _ "$PYTHON" "$WHEEL_CACHE.new" {} <"$work/pins.txt"
-    if [ -s "$WHEEL_CACHE.new/.sdist" ]; then
-        "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps \
-            -w "$WHEEL_CACHE.new" -r "$WHEEL_CACHE.new/.sdist" 2>/dev/null
-        rm -f "$WHEEL_CACHE.new/.sdist"
-    fi
+    # Wheels only: a wheel built here from an sdist would not match the lock's hashes.
+    "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --require-hashes -d "$WHEEL_CACHE.new" \
+        "${LOCKS[@]/#/--requirement=}"
     echo "$stamp" >"$WHEEL_CACHE.new/.stamp"
     rm -rf "$WHEEL_CACHE"
     mv "$WHEEL_CACHE.new" "$WHEEL_CACHE"
