@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 from bench_drift import END, VERSION, build_registry, run_job
 from measure import Step, run_step
+from monitoring.simulate import contract_rows, synthetic_table
 
 from core import contract, layout, tables
 from core.storage import open_storage
 from monitoring.settings import MonitoringSettings
-from monitoring.simulate import contract_rows, synthetic_table
 from training.model import positive_probability
 
 ACCIDENTS_PER_YEAR = 56_000
