@@ -4,14 +4,17 @@ one line on stderr with an exit code a Job's retry policy can act on."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from core.errors import TriageError
+from core.logs import configure_logging
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -48,3 +51,20 @@ def run_handler(handler: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    *,
+    quiet_loggers: Sequence[str] = (),
+) -> int:
+    """A command line's whole life: parse, log JSON lines at ``--log-level``, run the
+    chosen subcommand's ``handler`` through :func:`run_handler`. ``quiet_loggers`` are
+    libraries that log every request at INFO (httpx): thousands of lines that say
+    nothing new, kept to warnings."""
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    for name in quiet_loggers:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return run_handler(lambda: int(args.handler(args)))

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from core.cli import ArgumentParser, add_settings_arguments, settings_from_args
-from core.commands import print_json, run_handler
-from core.logs import configure_logging
+from core.commands import print_json, run_command
 from monitoring.settings import MonitoringSettings
 
 log = logging.getLogger("monitoring")
@@ -74,9 +73,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Evidently's telemetry would try the network; the drift job must work without it.
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    # httpx logs every request at INFO: thousands of lines that say nothing new.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    return run_handler(lambda: int(args.handler(args)))
+    return run_command(build_parser(), argv, quiet_loggers=("httpx",))

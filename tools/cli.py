@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -17,8 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.commands import print_json, run_handler
-from core.logs import configure_logging
+from core.commands import print_json, run_command
 from tools.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,9 +152,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Evidently's telemetry (the demo's drift runs) would try the network.
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    # httpx logs every request at INFO: thousands of lines that say nothing new.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    return run_handler(lambda: int(args.handler(args)))
+    return run_command(build_parser(), argv, quiet_loggers=("httpx",))

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.cli import ArgumentParser, add_settings_arguments, settings_from_args
-from core.commands import EXIT_NOT_SERVABLE, print_json, run_handler
-from core.logs import configure_logging
+from core.commands import EXIT_NOT_SERVABLE, print_json, run_command
 from training.settings import TrainingSettings
 
 log = logging.getLogger("training")
@@ -158,7 +157,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    return run_handler(lambda: int(args.handler(args)))
+    return run_command(build_parser(), argv)
