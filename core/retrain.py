@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from core import claims, k8s_jobs
 from core.errors import RetrainError, StorageError
@@ -60,6 +60,32 @@ class RetrainTarget:
     training_cronjob: str = DEFAULT_TRAINING_CRONJOB
     namespace: str | None = None
     """Namespace of the training CronJob; None: the pod's own."""
+
+    @classmethod
+    def of(cls, settings: RetrainSettings) -> RetrainTarget:
+        """The target a role's settings name, in the fields every role calls alike."""
+        return cls(
+            registry_uri=settings.registry_uri,
+            model_name=settings.model_name,
+            raw_uri=settings.training_raw_uri,
+            training_cronjob=settings.training_cronjob,
+            namespace=settings.namespace,
+        )
+
+
+class RetrainSettings(Protocol):
+    """The settings of a role that can start a retrain (the scorer, the drift job)."""
+
+    @property
+    def registry_uri(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def training_raw_uri(self) -> str | None: ...
+    @property
+    def training_cronjob(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
 
 
 def training_command(target: RetrainTarget) -> list[str]:

@@ -89,13 +89,7 @@ def launcher(settings: MonitoringSettings, claim_storage: Storage) -> RetrainLau
     registry (feedback labels in the registry's storage are what it can learn from;
     its raw data is TRAINING_RAW_URI unless the drift job names one)."""
     return RetrainLauncher(
-        RetrainTarget(
-            registry_uri=settings.registry_uri,
-            model_name=settings.model_name,
-            raw_uri=settings.training_raw_uri,
-            training_cronjob=settings.training_cronjob,
-            namespace=settings.namespace,
-        ),
+        RetrainTarget.of(settings),
         claim_storage=claim_storage,
         trigger=claims.TRIGGER_DRIFT,
         host=socket.gethostname(),

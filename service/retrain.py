@@ -77,13 +77,7 @@ class ApiRetrain:
         self.storage_executor = storage_executor
         self.host = host
         self.launcher = core_retrain.RetrainLauncher(
-            RetrainTarget(
-                registry_uri=settings.registry_uri,
-                model_name=settings.model_name,
-                raw_uri=settings.training_raw_uri,
-                training_cronjob=settings.training_cronjob,
-                namespace=settings.namespace,
-            ),
+            RetrainTarget.of(settings),
             # The registry's storage: the one root the drift job and every replica share.
             claim_storage=holder.registry.storage,
             trigger=TRIGGER,
