@@ -70,7 +70,7 @@ RUN python3 -m venv /opt/tools \
 #    on Debian) does not matter. Then what no process of ours imports goes: the test
 #    suites inside the big scientific packages (tens of MB; only those: evidently has a
 #    runtime package named `tests`), the kubernetes client's asyncio twin
-#    (kubernetes/aio, 68 MB, imported by nothing else), and pip/setuptools. A .pth
+#    (kubernetes/aio, imported by nothing else), and pip/setuptools. A .pth
 #    file puts /opt/app on the path.
 #  * /opt/app: the project (code and its dist-info), installed with --no-deps --target.
 
@@ -127,9 +127,10 @@ LABEL org.opencontainers.image.title="accident-triage-scorer" \
 
 # --- the jobs: the `training` and `monitoring` extras -----------------------------------
 FROM builder AS build-jobs
-# --no-compile: no .pyc for the dependencies. The image is 185 MB (17 %) smaller and
-# builds a minute faster; a job then compiles its imports in memory (the root
-# filesystem is read-only), about 4 s more per run of a job that runs for minutes.
+# --no-compile: no .pyc for the dependencies. The image is much smaller and builds
+# faster; a job then compiles its imports in memory (the root filesystem is
+# read-only), seconds more per run of a job that runs for minutes (the figures are in
+# docs/deploy.md, "The images").
 # The scorer keeps its .pyc: its start-up is on the path of every scale-up.
 COPY requirements/jobs.lock ./requirements/
 RUN python3 -m venv /opt/venv \

@@ -133,8 +133,8 @@ class MonitoringSettings(BaseSettings):
     compaction_rows_per_file: int = Field(
         1_000_000,
         ge=1000,
-        description="Rows per compacted part: about 55 MB of parquet; a day at 100 "
-        "requests a second is 9 parts.",
+        description="Rows per compacted part (the part sizes this gives are measured in "
+        "docs/drift.md, 'Compaction and retention').",
     )
     compaction_grace_hours: float = Field(
         1.0,
@@ -147,8 +147,7 @@ class MonitoringSettings(BaseSettings):
         ge=1,
         description="Inference-log days and drift reports older than this are deleted "
         "(never a day of the drift window). Sized for a kind cluster's 5 Gi SeaweedFS "
-        "claim: compacted logs take about 55 bytes a row, so 14 days at 30 requests a "
-        "second is about 2 GB, plus the raw files of the last two days (docs/drift.md).",
+        "claim from the measured bytes a row (docs/drift.md, 'Compaction and retention').",
     )
     feedback_retention_days: int | None = Field(
         None,

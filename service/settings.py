@@ -192,7 +192,7 @@ class ScorerSettings(BaseSettings):
     # --- process ------------------------------------------------------------------
     log_level: str = Field("INFO", description="Logging level of the JSON logs.")
     access_log: bool = Field(
-        False, description="uvicorn's per-request access log (costs about 6% throughput)."
+        False, description="uvicorn's per-request access log (it costs throughput: docs/scorer.md)."
     )
 
     @field_validator("api_key", "request_id_key", mode="before")
