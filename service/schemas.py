@@ -260,7 +260,7 @@ class FeedbackReceipt(BaseModel):
     model_config = _examples(
         {
             "status": "stored",
-            "request_id": "5f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f",
+            "request_id": "6b15ede05f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f",
             "label": "prioritaire",
         }
     )

@@ -177,8 +177,9 @@ def _short(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
+    from training.settings import TrainingSettings
     from training.synthetic import synthesize
-    from training.train import TrainingSettings, train
+    from training.train import train
 
     started = time.perf_counter()
     workdir = options.workdir.resolve()

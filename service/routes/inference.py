@@ -173,7 +173,10 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
                 openapi_examples={
                     "by_request_id": {
                         "summary": "Label for an earlier prediction",
-                        "value": {"request_id": "5f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f", "label": 1},
+                        "value": {
+                            "request_id": "6b15ede05f0c2e7d9a8b4c3d1e2f3a4b5c6d7e8f",
+                            "label": 1,
+                        },
                     },
                     "with_features": {
                         "summary": "Label for an accident given in full (admin key)",
