@@ -144,7 +144,7 @@ class ScorerSettings(BaseSettings):
     inference_log_uri: str | None = Field(
         None,
         description="Storage root of the inference log and the feedback labels; unset: "
-        "the registry's. The training job reads feedback from its registry storage.",
+        "the registry's. The training job reads feedback from its TRAINING_INFERENCE_LOG_URI.",
     )
     inference_log_flush_rows: int = Field(
         1000, ge=1, description="Flush as soon as this many rows are waiting."

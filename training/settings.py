@@ -125,7 +125,16 @@ class TrainingSettings(BaseSettings):
         description="Read the feedback labels of the last this many days' partitions only; "
         "unset: every stored label (a compacted day is one file).",
     )
+    inference_log_uri: str | None = Field(
+        None,
+        description="Storage root the scorer writes feedback labels and the inference log "
+        "under (its SCORER_INFERENCE_LOG_URI); unset: the registry's.",
+    )
     storage_attempts: StorageAttempts = 5
+
+    @property
+    def effective_inference_log_uri(self) -> str:
+        return self.inference_log_uri or self.registry_uri
 
     @model_validator(mode="after")
     def _tiers_ordered(self) -> TrainingSettings:

@@ -27,7 +27,7 @@ from sklearn.model_selection import PredefinedSplit, cross_val_predict
 from core import contract, layout
 from core.errors import PromotionConflictError, RegistryError
 from core.registry import Registry, new_version
-from core.storage import open_storage
+from core.storage import Storage, open_storage
 from training import decision
 from training.baac import read_raw
 from training.dataset import assemble, data_fingerprint
@@ -211,6 +211,16 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def feedback_storage(settings: TrainingSettings, registry_storage: Storage) -> Storage:
+    """Where the scorer stored its labels: the registry's storage unless the scorer
+    logs elsewhere (a separate bucket for the inference log, say)."""
+    if settings.effective_inference_log_uri == settings.registry_uri:
+        return registry_storage
+    return open_storage(
+        settings.effective_inference_log_uri, max_attempts=settings.storage_attempts
+    )
+
+
 def train(settings: TrainingSettings) -> dict[str, Any]:
     """Runs the whole job and returns its summary (also printed by the CLI)."""
     started = time.perf_counter()
@@ -244,7 +254,9 @@ def train(settings: TrainingSettings) -> dict[str, Any]:
     feedback, feedback_leaks = pd.DataFrame(), 0
     if settings.use_feedback:
         feedback, feedback_leaks = drop_held_out_feedback(
-            load_feedback(storage, days=settings.feedback_days).table, test_rows, x_test
+            load_feedback(feedback_storage(settings, storage), days=settings.feedback_days).table,
+            test_rows,
+            x_test,
         )
     feedback_rows = len(feedback)
     fingerprint = data_fingerprint(

@@ -17,7 +17,7 @@ ROLES: list[type[BaseSettings]] = [ScorerSettings, MonitoringSettings, TrainingS
 ROLE_DESCRIPTIONS = {
     "retrain_mode": "POST /retrain answers a request; the drift job acts on its decision",
     "namespace": "the drift job also labels its pushed metrics with it",
-    "inference_log_uri": "the scorer writes the log, the drift job reads it",
+    "inference_log_uri": "the scorer writes the log, the drift and training jobs read it",
 }
 
 

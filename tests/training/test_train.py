@@ -294,6 +294,28 @@ def test_feedback_labels_join_the_training_data_and_change_the_fingerprint(tmp_p
     assert second["data_fingerprint"] != first["data_fingerprint"]
 
 
+def test_feedback_is_read_from_the_inference_log_root_the_scorer_wrote_it_under(tmp_path):
+    registry_root, log_root = tmp_path / "registry", tmp_path / "logs"
+    now = datetime.now(UTC)
+    logged = pd.DataFrame([contract.example_row(), contract.example_row() | {"nb_pedestrians": 1}])
+    logged[layout.REQUEST_ID] = scored = issued_ids(2, now)
+    storage = FileStorage(log_root)
+    storage.write_bytes(
+        layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, now, "pod"),
+        logged.to_parquet(index=False),
+    )
+    labels = pd.DataFrame(
+        {layout.REQUEST_ID: scored, layout.RECEIVED_AT: [now] * 2, layout.LABEL: [1, 0]}
+    )
+    storage.write_bytes(
+        layout.partitioned_key(layout.FEEDBACK_PREFIX, now, "pod"), labels.to_parquet(index=False)
+    )
+    common = {"raw_uri": SMALL, "registry_uri": str(registry_root), "reference_rows": 500}
+    assert train(TrainingSettings(**common))["feedback_rows"] == 0, "not under the registry"
+    summary = train(TrainingSettings(**common, inference_log_uri=str(log_root), force=True))
+    assert summary["feedback_rows"] == 2
+
+
 def test_raw_tables_can_come_from_s3(tmp_path, s3_bucket):
     synthesize(tmp_path / "raw", accidents=1500, seed=3, year=2021)
     storage = open_storage(s3_bucket + "baac/2021/")
