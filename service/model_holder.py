@@ -147,19 +147,17 @@ class ModelHolder:
                 # is, the served model must stay and the poller must live on. The
                 # full message (endpoint, bucket, paths) goes to the log only.
                 expected = isinstance(error, TriageError | ModelLoadError | OSError)
-                reason = public_message(error)
-                if self.pinned_version is not None:
-                    pin = self.pinned_version
-                    reason = f"pinned version {pin} (SCORER_MODEL_VERSION): {reason}"
+                pinned = (
+                    ""
+                    if self.pinned_version is None
+                    else f"pinned version {self.pinned_version} (SCORER_MODEL_VERSION): "
+                )
+                reason = pinned + public_message(error)
                 self.metrics.reloads.labels("failure").inc()
                 self.last_error = reason
                 log.error(
                     "model load failed; keeping the current model",
-                    extra={
-                        "error": str(error),
-                        "serving": previous,
-                        "pinned_version": self.pinned_version,
-                    },
+                    extra={"error": pinned + str(error), "serving": previous},
                     exc_info=not expected,
                 )
                 raise ModelLoadError(f"{reason} (still serving {previous or 'nothing'})") from error

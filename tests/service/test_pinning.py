@@ -122,14 +122,15 @@ def test_the_openapi_schema_documents_the_selection(client: TestClient) -> None:
 
 
 def test_an_unknown_pinned_version_is_refused_at_start_and_the_scorer_stays_unready(
-    make_client: Callable[..., TestClient],
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_client(model_version="v9", api_key="k")
     ready = client.get("/ready")
     assert ready.status_code == 503
-    assert ready.json()["detail"] == (
-        "pinned version v9 (SCORER_MODEL_VERSION): model accident-severity has no version 'v9'"
-    )
+    reason = "pinned version v9 (SCORER_MODEL_VERSION): model accident-severity has no version 'v9'"
+    assert ready.json()["detail"] == reason
+    logged = [r for r in caplog.records if r.name == "service.model_holder"]
+    assert [(r.levelname, getattr(r, "error", None)) for r in logged] == [("ERROR", reason)]
     assert client.get("/model/info").status_code == 503
     # Reloading cannot help a version that does not exist, nor fall back on the alias.
     reload = client.post("/model/reload", headers={"X-API-Key": "k"})
