@@ -84,7 +84,11 @@ def create_app(
     metrics = ScorerMetrics()
     executor = StorageExecutor(settings.storage_threads)
     holder = ModelHolder(
-        Registry(registry_storage, settings.model_name), settings.alias, metrics, executor
+        Registry(registry_storage, settings.model_name),
+        settings.alias,
+        metrics,
+        executor,
+        pinned_version=settings.model_version,
     )
     inference_log = (
         InferenceLog(
@@ -186,6 +190,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={
             "model": settings.model_name,
             "alias": settings.alias,
+            "pinned_version": settings.model_version,
             "version": state.holder.current.version if state.holder.current else None,
             "registry": state.holder.registry.storage.uri,
         },

@@ -114,8 +114,9 @@ class ScorerMetrics:
         )
         self.model_info = Gauge(
             "triage_model_info",
-            "The model served by this pod (always 1).",
-            ["version", "runtime"],
+            "The model served by this pod (always 1); selection: pinned by "
+            "SCORER_MODEL_VERSION or following the alias.",
+            ["version", "runtime", "selection"],
             registry=r,
         )
         self.model_loaded = Gauge(
@@ -183,10 +184,16 @@ class ScorerMetrics:
         self._label_children: dict[str, tuple[Any, Any]] = {}
 
     def model_swapped(
-        self, version: str, runtime: str, load_seconds: float, reference_share: float | None
+        self,
+        version: str,
+        runtime: str,
+        load_seconds: float,
+        reference_share: float | None,
+        *,
+        selection: str,
     ) -> None:
         self.model_info.clear()
-        self.model_info.labels(version, runtime).set(1)
+        self.model_info.labels(version, runtime, selection).set(1)
         self.model_loaded.set(1)
         self.model_load_duration.set(load_seconds)
         # NaN, not 0, when the manifest does not say: an alert comparing the live

@@ -4,6 +4,11 @@ Requests read :attr:`ModelHolder.current` once and use that object to the end, s
 swap in the middle of a request cannot mix two versions, and the old model stays
 alive until its last request lets go of it: no request fails during a swap.
 
+A holder either follows an alias (the default) or is pinned to one version
+(``SCORER_MODEL_VERSION``, rollback by configuration): a pinned holder never reads the
+alias, so neither the poller nor ``POST /model/reload`` can move it; both only retry
+the pinned version while it is not loaded yet (e.g. the storage was down at start-up).
+
 Loading runs on the app's storage executor (downloading and building an ONNX session
 can take a second), so the event loop keeps serving the old model meanwhile. A lock makes the
 poller and ``POST /model/reload`` take turns instead of loading the same version twice.
@@ -26,6 +31,7 @@ from core.errors import TriageError
 from core.registry import Registry, ScoringModel
 from service.errors import ModelLoadError, public_message
 from service.metrics import ScorerMetrics
+from service.schemas import Selection
 from service.storage_executor import StorageExecutor
 
 log = logging.getLogger(__name__)
@@ -73,15 +79,38 @@ def reference_share(manifest: Mapping[str, Any]) -> float | None:
 
 class ModelHolder:
     def __init__(
-        self, registry: Registry, alias: str, metrics: ScorerMetrics, executor: StorageExecutor
+        self,
+        registry: Registry,
+        alias: str,
+        metrics: ScorerMetrics,
+        executor: StorageExecutor,
+        *,
+        pinned_version: str | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
         self.alias = alias
+        self.pinned_version = pinned_version
         self.metrics = metrics
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def selection(self) -> Selection:
+        return "following" if self.pinned_version is None else "pinned"
+
+    def _version_to_serve(self) -> str:
+        """The pinned version, or the one the alias names now (read from storage)."""
+        if self.pinned_version is not None:
+            return self.pinned_version
+        version = self.registry.alias_version(self.alias)
+        if version is None:
+            raise ModelLoadError(
+                f"no version of model {self.registry.name} is promoted to "
+                f"alias {self.alias!r} yet (train one first)"
+            )
+        return version
 
     def _load(self, version: str) -> LoadedModel:
         started = time.perf_counter()
@@ -98,20 +127,18 @@ class ModelHolder:
         )
 
     async def refresh(self) -> RefreshResult:
-        """Serves the alias's version, loading it if it is not the current one.
+        """Serves the pinned version, or the alias's, loading it if it is not the
+        current one. Pinned and already serving it: returns at once, no storage call.
 
         Raises ModelLoadError (after counting the failure) when the alias cannot be
-        read or its version cannot be loaded; the current model keeps serving.
+        read or the version cannot be loaded; the current model keeps serving.
         """
         async with self._lock:
             previous = self.current.version if self.current else None
+            if self.pinned_version is not None and self.pinned_version == previous:
+                return RefreshResult(False, previous, previous)
             try:
-                version = await self.executor.run(self.registry.alias_version, self.alias)
-                if version is None:
-                    raise ModelLoadError(
-                        f"no version of model {self.registry.name} is promoted to "
-                        f"alias {self.alias!r} yet (train one first)"
-                    )
+                version = await self.executor.run(self._version_to_serve)
                 if version == previous:
                     return RefreshResult(False, version, previous)
                 loaded = await self.executor.run(self._load, version)
@@ -120,12 +147,17 @@ class ModelHolder:
                 # is, the served model must stay and the poller must live on. The
                 # full message (endpoint, bucket, paths) goes to the log only.
                 expected = isinstance(error, TriageError | ModelLoadError | OSError)
-                reason = public_message(error)
+                pinned = (
+                    ""
+                    if self.pinned_version is None
+                    else f"pinned version {self.pinned_version} (SCORER_MODEL_VERSION): "
+                )
+                reason = pinned + public_message(error)
                 self.metrics.reloads.labels("failure").inc()
                 self.last_error = reason
                 log.error(
                     "model load failed; keeping the current model",
-                    extra={"error": str(error), "serving": previous},
+                    extra={"error": pinned + str(error), "serving": previous},
                     exc_info=not expected,
                 )
                 raise ModelLoadError(f"{reason} (still serving {previous or 'nothing'})") from error
@@ -138,12 +170,14 @@ class ModelHolder:
                 loaded.runtime,
                 loaded.load_seconds,
                 reference_share(loaded.manifest),
+                selection=self.selection,
             )
             log.info(
                 "model loaded",
                 extra={
                     "version": loaded.version,
                     "previous": previous,
+                    "selection": self.selection,
                     "runtime": loaded.runtime,
                     "load_seconds": round(loaded.load_seconds, 3),
                 },
@@ -151,7 +185,9 @@ class ModelHolder:
             return RefreshResult(True, loaded.version, previous, loaded.load_seconds)
 
     async def poll_forever(self, interval: float) -> None:
-        """The hot-reload loop; failures are logged and counted by :meth:`refresh`."""
+        """The hot-reload loop; failures are logged and counted by :meth:`refresh`.
+        Pinned, a pass after the pinned version is loaded costs nothing (no storage
+        call), so the loop runs on rather than having a second way to end."""
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(ModelLoadError):

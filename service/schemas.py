@@ -30,6 +30,8 @@ from core import contract
 
 Label = Literal["prioritaire", "non-prioritaire"]
 Confidence = Literal["high", "medium", "low"]
+Selection = Literal["pinned", "following"]
+"""How the served version is chosen: fixed by SCORER_MODEL_VERSION, or the alias's."""
 
 REQUEST_ID_MAX_LENGTH = 128
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -316,11 +318,16 @@ class ReloadResult(BaseModel):
             "version": _VERSION,
             "previous_version": "20261101t020000-9f8e7d6c",
             "load_seconds": 0.042,
+            "selection": "following",
         }
     )
 
     status: Literal["loaded", "unchanged"]
     version: str
+    selection: Selection = Field(
+        description="'pinned': the version SCORER_MODEL_VERSION fixes was (re)loaded and "
+        "the alias was not read; 'following': the alias's version."
+    )
     previous_version: str | None = None
     load_seconds: float | None = None
 

@@ -38,7 +38,14 @@ class ScorerSettings(BaseSettings):
     registry_uri: RegistryUri = ".registry"
     model_name: ModelName = DEFAULT_MODEL_NAME
     alias: str = Field(
-        layout.PRODUCTION_ALIAS, description="Alias whose version is served and followed."
+        layout.PRODUCTION_ALIAS,
+        description="Alias whose version is served and followed (unless model_version pins one).",
+    )
+    model_version: str | None = Field(
+        None,
+        description="Registry version to serve instead of following the alias (rollback "
+        "by configuration); hot reload and POST /model/reload then never read the alias. "
+        "Unset or empty: follow the alias.",
     )
     poll_interval_seconds: float = Field(
         30.0,
@@ -208,6 +215,21 @@ class ScorerSettings(BaseSettings):
     @classmethod
     def _alias(cls, value: str) -> str:
         return layout.validate_name("alias", value)
+
+    @field_validator("model_version", mode="before")
+    @classmethod
+    def _blank_version_follows(cls, value: object) -> object:
+        # The chart, or `SCORER_MODEL_VERSION=` in a shell, unpins by emptying it.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("model_version")
+    @classmethod
+    def _model_version(cls, value: str | None) -> str | None:
+        # The registry's own rule for version names (core.layout), checked here so a
+        # typo fails at start-up, not as a storage key.
+        return None if value is None else layout.validate_name("model version", value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

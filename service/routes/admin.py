@@ -21,17 +21,20 @@ router = APIRouter(tags=["admin"], dependencies=[AdminDep], responses=_AUTH_ERRO
 @router.post(
     "/model/reload",
     response_model=ReloadResult,
-    summary="Load the alias's version now",
+    summary="Load the alias's version (or the pinned one) now",
     responses={503: {"model": ErrorBody, "description": "Load failed; old model kept."}},
 )
 async def reload_model(state: StateDep) -> dict[str, Any]:
     """Reads the alias pointer and, when it names another version, downloads,
-    verifies, warms up and swaps it in, as the background poll would."""
+    verifies, warms up and swaps it in, as the background poll would. A scorer
+    pinned by SCORER_MODEL_VERSION never reads the alias: it loads the pinned
+    version if it is not served yet (`selection` says which)."""
     result = await state.holder.refresh()
     assert result.version is not None
     return {
         "status": "loaded" if result.changed else "unchanged",
         "version": result.version,
+        "selection": state.holder.selection,
         "previous_version": result.previous_version,
         "load_seconds": None if result.load_seconds is None else round(result.load_seconds, 4),
     }

@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.dependencies import ModelDep, StateDep
-from service.model_holder import LoadedModel
-from service.schemas import ErrorBody, Health, Readiness, Stats
+from service.model_holder import LoadedModel, ModelHolder
+from service.schemas import ErrorBody, Health, Readiness, Selection, Stats
 
 router = APIRouter(tags=["operations"])
 
@@ -27,6 +27,8 @@ class ModelInfo(BaseModel):
                 {
                     "name": "accident-severity",
                     "alias": "production",
+                    "selection": "following",
+                    "pinned_version": None,
                     "version": "20261125t193000.481516-1a2b3c4d-5c1d09e2",
                     "runtime": "onnxruntime",
                     "threshold": 0.5,
@@ -43,7 +45,16 @@ class ModelInfo(BaseModel):
     )
 
     name: str = Field(description="Model name in the registry.")
-    alias: str = Field(description="Alias followed by hot reload.")
+    alias: str = Field(
+        description="Alias followed by hot reload; while pinned, the alias it would follow."
+    )
+    selection: Selection = Field(
+        description="'pinned': SCORER_MODEL_VERSION fixes the served version and the alias "
+        "is never read; 'following': the alias's version is served and followed."
+    )
+    pinned_version: str | None = Field(
+        description="The version SCORER_MODEL_VERSION pins (null while following)."
+    )
     version: str
     runtime: str = Field(description="Always onnxruntime: the scorer serves ONNX models only.")
     threshold: float
@@ -60,7 +71,7 @@ class ModelInfo(BaseModel):
     )
 
 
-def public_summary(loaded: LoadedModel, name: str, alias: str) -> dict[str, Any]:
+def public_summary(loaded: LoadedModel, name: str, holder: ModelHolder) -> dict[str, Any]:
     """What anyone may know of the served model; the whole manifest (data sources,
     library and code versions, storage layout) is behind the admin key, at GET
     /model/manifest."""
@@ -70,7 +81,9 @@ def public_summary(loaded: LoadedModel, name: str, alias: str) -> dict[str, Any]
     metrics = manifest.get("metrics")
     return {
         "name": name,
-        "alias": alias,
+        "alias": holder.alias,
+        "selection": holder.selection,
+        "pinned_version": holder.pinned_version,
         "version": loaded.version,
         "runtime": loaded.runtime,
         "threshold": loaded.threshold,
@@ -127,7 +140,7 @@ async def ready(state: StateDep) -> Any:
 async def model_info(state: StateDep, loaded: ModelDep) -> dict[str, Any]:
     """Version, kind, threshold, metrics and contract of the served model; its whole
     manifest is at GET /model/manifest, with the admin key."""
-    return public_summary(loaded, state.settings.model_name, state.settings.alias)
+    return public_summary(loaded, state.settings.model_name, state.holder)
 
 
 @router.get("/stats", response_model=Stats, summary="Predictions since this process started")

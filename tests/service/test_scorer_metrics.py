@@ -106,6 +106,6 @@ def test_bulk_histogram_matches_prometheus_histogram() -> None:
 
 def test_each_app_has_its_own_registry() -> None:
     first, second = ScorerMetrics(), ScorerMetrics()
-    first.model_swapped("a", "onnxruntime", 0.1, None)
+    first.model_swapped("a", "onnxruntime", 0.1, None, selection="following")
     assert b'version="a"' in generate_latest(first.registry)
     assert b'version="a"' not in generate_latest(second.registry)

@@ -78,7 +78,7 @@ def test_reload_swaps_to_the_promoted_version(client: TestClient, registry: Regi
     after = client.post("/predict", json=ROW).json()
     assert (before["model_version"], after["model_version"]) == ("v1", "v2")
     text = client.get("/metrics").text
-    assert 'triage_model_info{runtime="onnxruntime",version="v2"} 1.0' in text
+    assert 'triage_model_info{runtime="onnxruntime",selection="following",version="v2"} 1.0' in text
     assert 'version="v1"' not in text.split("# TYPE triage_model_info gauge")[1].split("# HELP")[0]
     assert 'triage_model_reloads_total{result="success"} 2.0' in text
 

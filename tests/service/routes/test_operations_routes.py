@@ -121,7 +121,7 @@ def test_metrics_expose_prediction_and_http_families(client: TestClient) -> None
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert 'triage_model_info{runtime="onnxruntime",version="v1"} 1.0' in text
+    assert 'triage_model_info{runtime="onnxruntime",selection="following",version="v1"} 1.0' in text
     assert "triage_model_loaded 1.0" in text
     assert 'http_requests_total{handler="/predict",method="POST",status="2xx"} 1.0' in text
     assert (
