@@ -10,7 +10,8 @@ scorer's own:
   never queued behind (or ahead of) the model calls of large batches;
 * local mode runs one training at a time per replica, waited for on a thread of its
   own; when it ends the alias is polled at once, so a promoted version is served
-  seconds later. In kubernetes mode the regular alias poll picks it up.
+  seconds later. In kubernetes mode the regular alias poll picks it up. A scorer pinned
+  to a version (SCORER_MODEL_VERSION) serves neither, and its answer says so.
 """
 
 from __future__ import annotations
@@ -136,7 +137,16 @@ class ApiRetrain:
             RetrainMode.KUBERNETES,
             job,
             f"Job {namespace}/{job} created from CronJob {self.settings.training_cronjob}; "
-            "a promoted version is picked up by the next alias poll",
+            + self._serving_note("a promoted version is picked up by the next alias poll"),
+        )
+
+    def _serving_note(self, following: str) -> str:
+        pinned = self.settings.model_version
+        if pinned is None:
+            return following
+        return (
+            f"this scorer is pinned to {pinned} (SCORER_MODEL_VERSION) and will not serve "
+            "a promoted version"
         )
 
     async def _claim_and_start(
@@ -198,7 +208,8 @@ class ApiRetrain:
         return Launched(
             RetrainMode.LOCAL,
             str(process.pid),
-            "training started as a local subprocess; a promoted version is served when it ends",
+            "training started as a local subprocess; "
+            + self._serving_note("a promoted version is served when it ends"),
         )
 
     async def _wait(self, process: subprocess.Popen[bytes]) -> None:

@@ -409,11 +409,25 @@ def test_retrain_kubernetes_mode_creates_a_job_from_the_cronjob(
     assert response.status_code == 202
     assert response.json()["mode"] == "kubernetes"
     assert response.json()["run"] == "training-manual-abc12"
+    assert response.json()["detail"].endswith("picked up by the next alias poll")
     [(args, kwargs)] = calls
     assert args == ("triage", "triage-training")
     assert kwargs["reason"] == "drift detected"
     assert kwargs["labels"] == {"triage/trigger": "scorer-api"}
     assert set(kwargs["annotations"]) == {"triage/requested-by"}
+
+
+def test_a_pinned_scorer_says_it_will_not_serve_what_the_retrain_promotes(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(k8s_jobs, "create_job_from_cronjob", lambda *_, **__: "training-x")
+    # The message of a following scorer ("picked up by the next alias poll") is in
+    # test_retrain_kubernetes_mode_creates_a_job_from_the_cronjob.
+    pinned = make_client(
+        api_key=API_KEY, retrain_mode="kubernetes", namespace="triage", model_version="v1"
+    )
+    answer = pinned.post("/retrain", headers=AUTH, json={"reason": "b"}).json()
+    assert "pinned to v1 (SCORER_MODEL_VERSION) and will not serve" in answer["detail"]
 
 
 def test_retrain_kubernetes_mode_maps_a_running_job_to_409(
