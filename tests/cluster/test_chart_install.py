@@ -309,7 +309,15 @@ def _api_for(release: Release, account: str) -> client.ApiClient:
     return release.cluster.api_client(token)
 
 
-def _create(release: Release, api: client.ApiClient, key: str) -> str:
+def _retrain_client(release: Release, account: str) -> k8s_jobs.KubeClient:
+    """The retrain's own client, as a drift pod outside the cluster would build it: from
+    a kubeconfig with the account's token and the cluster's CA."""
+    token = release.cluster.service_account_token(release.namespace, account)
+    path = release.cluster.workdir / f"{account}-{threading.get_ident()}.kubeconfig"
+    return k8s_jobs.KubeClient.from_kubeconfig([release.cluster.kubeconfig_for_token(token, path)])
+
+
+def _create(release: Release, api: k8s_jobs.KubeClient, key: str) -> str:
     return k8s_jobs.create_job_from_cronjob(
         release.namespace,
         f"{release.fullname}-training",
@@ -326,12 +334,12 @@ def test_two_racing_drift_jobs_create_exactly_one_retrain_job(retrain_release: R
     barrier = threading.Barrier(2)
 
     def call() -> None:
-        with _api_for(retrain_release, f"{retrain_release.fullname}-drift") as api:
-            barrier.wait()
-            try:
-                outcomes.append(_create(retrain_release, api, "window-1"))
-            except (RetrainAlreadyTriggeredError, RetrainAlreadyActiveError) as error:
-                outcomes.append(type(error).__name__)
+        api = _retrain_client(retrain_release, f"{retrain_release.fullname}-drift")
+        barrier.wait()
+        try:
+            outcomes.append(_create(retrain_release, api, "window-1"))
+        except (RetrainAlreadyTriggeredError, RetrainAlreadyActiveError) as error:
+            outcomes.append(type(error).__name__)
 
     threads = [threading.Thread(target=call) for _ in range(2)]
     for thread in threads:
@@ -347,8 +355,7 @@ def test_two_racing_drift_jobs_create_exactly_one_retrain_job(retrain_release: R
 
 def test_a_running_retrain_is_seen_across_a_chart_upgrade(retrain_release: Release) -> None:
     drift = f"{retrain_release.fullname}-drift"
-    with _api_for(retrain_release, drift) as api:
-        first = _create(retrain_release, api, "window-1")
+    first = _create(retrain_release, _retrain_client(retrain_release, drift), "window-1")
     # An upgrade that changes the CronJob's template...
     retrain_release.upgrade(
         "--reuse-values", "--wait", "--timeout", "5m", "--set", "training.modelKind=random-forest"
@@ -366,11 +373,8 @@ def test_a_running_retrain_is_seen_across_a_chart_upgrade(retrain_release: Relea
         "-p",
         json.dumps(patch),
     )
-    with (
-        _api_for(retrain_release, drift) as api,
-        pytest.raises(RetrainAlreadyActiveError) as raised,
-    ):
-        _create(retrain_release, api, "window-2")
+    with pytest.raises(RetrainAlreadyActiveError) as raised:
+        _create(retrain_release, _retrain_client(retrain_release, drift), "window-2")
     assert raised.value.job_name == first
 
 
