@@ -149,7 +149,24 @@ def test_a_package_has_one_version_in_every_lock(lock: str) -> None:
         )
 
 
-def test_the_scorer_lock_holds_no_training_or_drift_library() -> None:
-    scorer = read_lock("scorer")
-    for name in ("scikit-learn", "skl2onnx", "evidently", "scipy", "statsmodels"):
-        assert name not in scorer, name
+def scorer_forbidden() -> dict[str, str]:
+    """requirements/scorer-forbidden.txt: distribution name -> import name."""
+    rows = (REQUIREMENTS / "scorer-forbidden.txt").read_text().splitlines()
+    pairs = [row.split() for row in rows if row.strip() and not row.startswith("#")]
+    assert all(len(pair) == 2 for pair in pairs), pairs
+    return {canonicalize_name(name): module for name, module in pairs}
+
+
+def test_the_scorer_lock_holds_no_forbidden_package() -> None:
+    """What the scorer never imports stays out of its image; the Dockerfile and the
+    Docker smoke test check the image, this checks the lock it installs, in a second."""
+    forbidden = scorer_forbidden()
+    assert {"kubernetes", "pandas", "scikit-learn", "scipy", "evidently"} <= set(forbidden)
+    pinned = set(read_lock("scorer")) & set(forbidden)
+    assert not pinned, f"requirements/scorer.lock pins {sorted(pinned)}: see scorer-forbidden.txt"
+
+
+def test_the_forbidden_packages_are_real_distributions() -> None:
+    """A misspelt name in the list would forbid nothing: each is pinned by dev.lock."""
+    dev = read_lock("dev")
+    assert set(scorer_forbidden()) <= set(dev)
