@@ -15,6 +15,7 @@ standard library's ``http.client``: no Kubernetes client package in the images.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import http.client
@@ -25,7 +26,7 @@ import re
 import ssl
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -153,7 +154,7 @@ class ApiError(RetrainError):
 class KubeClient:
     """Just enough of a Kubernetes API client for the retrain: JSON requests over HTTPS
     with a bearer token or a client certificate, from the standard library only, so the
-    scorer's image carries no Kubernetes client package (59 MB with its dependencies).
+    scorer's image carries no Kubernetes client package (76 MiB with its dependencies).
 
     One connection per request: a retrain makes three, and a client can then be shared
     by threads. ``token_file`` is read on every request, as the kubelet rotates the
@@ -199,11 +200,9 @@ class KubeClient:
             if not path.is_file():
                 raise NoCredentialsError(f"{path} does not exist")
         host = f"[{host}]" if ":" in host else host
-        return cls(
-            f"https://{host}:{port}",
-            token_file=token_file,
-            ssl_context=ssl.create_default_context(cafile=str(ca_file)),
-        )
+        with _unusable_credentials(str(ca_file)):
+            context = ssl.create_default_context(cafile=str(ca_file))
+        return cls(f"https://{host}:{port}", token_file=token_file, ssl_context=context)
 
     @classmethod
     def from_kubeconfig(cls, paths: Sequence[Path], context: str | None = None) -> KubeClient:
@@ -223,13 +222,15 @@ class KubeClient:
             raise NoCredentialsError(f"cluster of context {name!r} has no server")
         if user.get("exec"):
             user = {**user, **_exec_credential(user["exec"], server)}
+        context = None
+        if server.startswith("https"):
+            with _unusable_credentials(f"the TLS settings of context {name!r}"):
+                context = _kubeconfig_ssl_context(cluster, user)
         return cls(
             server,
             token=user.get("token"),
             token_file=Path(user["tokenFile"]) if user.get("tokenFile") else None,
-            ssl_context=_kubeconfig_ssl_context(cluster, user)
-            if server.startswith("https")
-            else None,
+            ssl_context=context,
         )
 
     def request(self, method: str, path: str, *, what: str, body: Any = None) -> dict[str, Any]:
@@ -308,6 +309,15 @@ def cluster_api_client() -> KubeClient:
                 f"no Kubernetes credentials: not in a pod with a service account "
                 f"({not_in_pod}) and no usable kubeconfig ({error})"
             ) from error
+
+
+@contextlib.contextmanager
+def _unusable_credentials(what: str) -> Iterator[None]:
+    """A CA or client certificate that cannot be read or parsed: one line naming it."""
+    try:
+        yield
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError; bad base64 a ValueError
+        raise NoCredentialsError(f"{what}: {_one_line(error)}") from error
 
 
 def _merged_kubeconfig(paths: Sequence[Path]) -> dict[str, Any]:

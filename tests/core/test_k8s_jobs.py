@@ -352,6 +352,23 @@ def test_in_cluster_without_its_pieces_is_no_credentials(
         k8s_jobs.KubeClient.in_cluster(environ, account)
 
 
+def test_a_ca_that_is_not_a_certificate_is_a_one_line_error(tls: TlsFiles, tmp_path: Path) -> None:
+    account = _service_account(tmp_path / "sa", tls, "t")
+    (account / "ca.crt").write_text("not a certificate\n")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    with pytest.raises(k8s_jobs.NoCredentialsError, match=r"ca\.crt") as caught:
+        k8s_jobs.KubeClient.in_cluster(environ, account)
+    assert "\n" not in str(caught.value)
+    config = _kubeconfig(tmp_path / "config", "https://127.0.0.1:6443", {"token": "t"})
+    _with_ca(config, tls, inline=True)
+    text = config.read_text().replace(
+        "certificate-authority-data: ", "certificate-authority-data: x"
+    )
+    config.write_text(text)
+    with pytest.raises(k8s_jobs.NoCredentialsError, match="TLS settings of context 'test'"):
+        k8s_jobs.KubeClient.from_kubeconfig([config])
+
+
 def test_a_server_certificate_of_another_ca_is_refused(tls_kube: FakeKube, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
