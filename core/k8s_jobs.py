@@ -222,15 +222,15 @@ class KubeClient:
             raise NoCredentialsError(f"cluster of context {name!r} has no server")
         if user.get("exec"):
             user = {**user, **_exec_credential(user["exec"], server)}
-        context = None
+        ssl_context = None
         if server.startswith("https"):
             with _unusable_credentials(f"the TLS settings of context {name!r}"):
-                context = _kubeconfig_ssl_context(cluster, user)
+                ssl_context = _kubeconfig_ssl_context(cluster, user)
         return cls(
             server,
             token=user.get("token"),
             token_file=Path(user["tokenFile"]) if user.get("tokenFile") else None,
-            ssl_context=context,
+            ssl_context=ssl_context,
         )
 
     def request(self, method: str, path: str, *, what: str, body: Any = None) -> dict[str, Any]:
