@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kubernetes import client
 
 from core import k8s_jobs
 from core.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError
+from core.k8s_jobs import ApiError, KubeClient
 from service.retrain import TRIGGER as SCORER_TRIGGER
 from tests.cluster.release import (
     CHART,
@@ -304,7 +304,7 @@ def retrain_release(cluster: Cluster, make_namespace: Callable[..., str]) -> Rel
     return release
 
 
-def _api_for(release: Release, account: str) -> client.ApiClient:
+def _api_for(release: Release, account: str) -> KubeClient:
     token = release.cluster.service_account_token(release.namespace, account)
     return release.cluster.api_client(token)
 
@@ -398,23 +398,22 @@ def test_the_retrain_policy_refuses_any_other_job_from_the_retrain_callers(
     orphan = json.loads(json.dumps(good))
     orphan["metadata"]["name"] = "orphan"
     del orphan["metadata"]["ownerReferences"]
+    jobs = f"/apis/batch/v1/namespaces/{retrain_release.namespace}/jobs"
     for account in (f"{retrain_release.fullname}-drift", f"{retrain_release.fullname}-scorer"):
-        with _api_for(retrain_release, account) as api:
-            batch = client.BatchV1Api(api)
-            for job in (evil_image, evil_account, evil_parallel, orphan):
-                with pytest.raises(client.ApiException) as refused:
-                    batch.create_namespaced_job(retrain_release.namespace, job)
-                assert refused.value.status in (403, 422), job["metadata"]["name"]
-                assert (
-                    "retrain" in refused.value.body
-                    or "ValidatingAdmissionPolicy" in refused.value.body
-                )
+        api = _api_for(retrain_release, account)
+        for job in (evil_image, evil_account, evil_parallel, orphan):
+            with pytest.raises(ApiError) as refused:
+                api.request("POST", jobs, what="create Job", body=job)
+            assert refused.value.status in (403, 422), job["metadata"]["name"]
+            # The message is the API server's Status message.
+            message = str(refused.value)
+            assert "retrain" in message or "ValidatingAdmissionPolicy" in message
     # The CronJob's own template is admitted (the policy refuses what differs, not all).
-    with _api_for(retrain_release, f"{retrain_release.fullname}-drift") as api:
-        client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, good)
+    drift = _api_for(retrain_release, f"{retrain_release.fullname}-drift")
+    drift.request("POST", jobs, what="create Job", body=good)
     # The admin is not a retrain caller: the policy does not apply to it.
-    with retrain_release.cluster.api_client() as api:
-        client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, evil_parallel)
+    admin = retrain_release.cluster.api_client()
+    admin.request("POST", jobs, what="create Job", body=evil_parallel)
 
 
 @pytest.fixture
