@@ -3,9 +3,11 @@
 #   docker build --target scorer -t accident-triage-scorer .   # python -m service
 #   docker build --target jobs   -t accident-triage-jobs   .   # training + drift jobs
 #
-# `scorer` installs only the `service` extra (FastAPI, uvicorn, onnxruntime, the
-# kubernetes client for POST /retrain): no scikit-learn, no Evidently. `jobs` installs
-# `training` and `monitoring`. Each installs its lock file (requirements/scorer.lock,
+# `scorer` installs only the `service` extra (FastAPI, uvicorn, onnxruntime): no
+# scikit-learn, no Evidently, no pandas, no Kubernetes client (core/k8s_jobs.py talks to
+# the API server itself); requirements/scorer-forbidden.txt lists what must stay out,
+# and the build fails when one of them is installed. `jobs` installs `training` and
+# `monitoring`. Each installs its lock file (requirements/scorer.lock,
 # requirements/jobs.lock: every version pinned, every file hash-checked; `make lock`
 # writes them), so an image gets the versions the tests ran against.
 #
@@ -69,12 +71,27 @@ RUN python3 -m venv /opt/tools \
 #    A venv, so the interpreter's location (/usr/local/bin on python:*-slim, /usr/bin
 #    on Debian) does not matter. Then what no process of ours imports goes: the test
 #    suites inside the big scientific packages (tens of MB; only those: evidently has a
-#    runtime package named `tests`), the kubernetes client's asyncio twin
-#    (kubernetes/aio, imported by nothing else), and pip/setuptools. A .pth
-#    file puts /opt/app on the path.
+#    runtime package named `tests`) and pip/setuptools. A .pth file puts /opt/app on
+#    the path.
 #  * /opt/app: the project (code and its dist-info), installed with --no-deps --target.
 
 # --- the scorer: the `service` extra only ----------------------------------------------
+# The scorer also loses the parts of its libraries it never loads (the figures are in
+# docs/deploy.md, "The images"); .ci/docker-smoke.sh serves, logs and reads back
+# parquet with what is left:
+#  * pyarrow: Flight (33 MB) and the S3 filesystem (17 MB: the scorer writes through
+#    boto3), the other filesystems, ORC, the Substrait bindings, the C++ test module,
+#    headers and Cython sources, and two of the three copies pip makes of each
+#    libarrow_python* library (the extensions load the .so.<major> one). libarrow,
+#    compute, parquet, dataset, acero and substrait stay: libarrow_python needs them.
+#  * botocore: the API models of every service but S3 and those its credential
+#    providers call (STS for web identity and roles, SSO, SSO-OIDC, sign-in): 28 MB.
+#  * onnxruntime: libonnxruntime.so (35 MB), the C API library for programs linked
+#    against it: the Python binding carries its own copy of the runtime and never
+#    loads it. And the transformer, quantization and model tools (scripts for
+#    building models, never imported by an InferenceSession).
+#  * numpy: f2py, distutils, and the C headers and static library for building
+#    extensions.
 FROM builder AS build-scorer
 COPY requirements/scorer.lock ./requirements/
 RUN python3 -m venv /opt/venv \
@@ -82,23 +99,43 @@ RUN python3 -m venv /opt/venv \
         -r requirements/scorer.lock \
     && /opt/venv/bin/pip check --quiet \
     && cd /opt/venv/lib/python3*/site-packages \
-    && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
+    && for package in numpy pyarrow; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
     done \
-    && rm -rf kubernetes/aio \
+    && rm -rf \
+        pyarrow/libarrow_flight.so.* pyarrow/libarrow_python_flight.so* pyarrow/_flight.*.so \
+        pyarrow/libarrow_s3.so.* pyarrow/_s3fs.*.so pyarrow/_gcsfs.*.so pyarrow/_azurefs.*.so \
+        pyarrow/_hdfs.*.so pyarrow/_orc.*.so pyarrow/_dataset_orc.*.so pyarrow/_substrait.*.so \
+        pyarrow/_pyarrow_cpp_tests.*.so pyarrow/include pyarrow/includes pyarrow/src \
+        pyarrow/*.pyx pyarrow/*.pxd pyarrow/*.pxi \
+        pyarrow/libarrow_python.so pyarrow/libarrow_python.so.*.*.* \
+        pyarrow/libarrow_python_parquet_encryption.so \
+        pyarrow/libarrow_python_parquet_encryption.so.*.*.* \
+        onnxruntime/capi/libonnxruntime.so.* \
+        onnxruntime/transformers onnxruntime/quantization onnxruntime/tools \
+        numpy/f2py numpy/distutils numpy/_core/include numpy/_core/lib \
+    && find botocore/data -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name sts \
+        ! -name sso ! -name sso-oidc ! -name signin -exec rm -rf {} + \
     && echo /opt/app > accident_triage_app.pth \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
+COPY requirements/scorer-forbidden.txt ./requirements/
 COPY pyproject.toml ./
 COPY core ./core
 COPY training ./training
 COPY service ./service
 COPY monitoring ./monitoring
-# The last line fails the build when the scorer would need something outside its extra.
+# The import line fails the build when the scorer would need something outside its
+# extra (or something pruned above); the last one when a forbidden package is back.
 RUN /opt/tools/bin/pip install --quiet --no-deps --no-build-isolation --no-compile --target /opt/app . \
     && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
-    && python -c "import service.app, core.k8s_jobs, onnxruntime, kubernetes" \
+    && python -c "import service.app, service.__main__, core.k8s_jobs, onnxruntime, pyarrow.parquet, boto3" \
     && python -c "from importlib.metadata import version; version('accident-triage')" \
-    && ! python -c "import sklearn" 2>/dev/null
+    && python -c 'import importlib.metadata as metadata, importlib.util, sys; \
+rows = [line.split() for line in open(sys.argv[1]) if line.strip() and not line.startswith("#")]; \
+installed = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}; \
+found = [name for name, module in rows if name in installed or importlib.util.find_spec(module)]; \
+sys.exit("forbidden in the scorer image: " + ", ".join(found) if found else None)' \
+        requirements/scorer-forbidden.txt
 
 # --- scorer ------------------------------------------------------------------------
 FROM base AS scorer
@@ -141,7 +178,6 @@ RUN python3 -m venv /opt/venv \
     && for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         if [ -d "$package" ]; then find "$package" -depth -type d -name tests -exec rm -rf {} +; fi; \
     done \
-    && rm -rf kubernetes/aio \
     && echo /opt/app > accident_triage_app.pth \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
 COPY pyproject.toml ./
@@ -151,7 +187,7 @@ COPY service ./service
 COPY monitoring ./monitoring
 RUN /opt/tools/bin/pip install --quiet --no-deps --no-build-isolation --no-compile --target /opt/app . \
     && python -m compileall -q --invalidation-mode unchecked-hash /opt/app >/dev/null \
-    && python -c "import training.train, monitoring.drift, sklearn, evidently, kubernetes" \
+    && python -c "import training.train, monitoring.drift, core.k8s_jobs, sklearn, evidently" \
     && python -c "from importlib.metadata import version; version('accident-triage')"
 
 # --- jobs: training and drift --------------------------------------------------------

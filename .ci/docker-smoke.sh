@@ -25,6 +25,9 @@ JOBS_IMAGE="accident-triage-jobs:$TAG"
 WHEELHOUSE="$ROOT/.wheelhouse"
 WHEEL_CACHE="${WHEEL_CACHE:-/var/cache/accident-triage/wheelhouse}"
 EXPECTED_UID=10001
+# docs/deploy.md, "The images": the scorer on the debootstrap base (122 MB) must stay
+# within this budget (docker's MB: 10^6 bytes).
+SCORER_MAX_BYTES="${SCORER_MAX_BYTES:-400000000}"
 READY_TIMEOUT="${READY_TIMEOUT:-90}"
 # The chart's emptyDir for /tmp, as a tmpfs.
 TMPFS=(--tmpfs /tmp:rw,nosuid,nodev,size=256m,mode=1777)
@@ -137,6 +140,22 @@ done
 [ "$(docker image inspect --format '{{.Config.Healthcheck.Test}}' "$SCORER_IMAGE")" != "[]" ] ||
     fail "$SCORER_IMAGE has no HEALTHCHECK"
 
+step "scorer image: size budget, no forbidden package"
+size="$(docker image inspect --format '{{.Size}}' "$SCORER_IMAGE")"
+echo "$SCORER_IMAGE: $size bytes (budget $SCORER_MAX_BYTES)"
+[ "$size" -le "$SCORER_MAX_BYTES" ] ||
+    fail "$SCORER_IMAGE is $size bytes, over its budget of $SCORER_MAX_BYTES"
+# The built image itself, not only its build: installed (dist-info) or importable.
+forbidden="$(grep -v '^#' requirements/scorer-forbidden.txt | awk 'NF == 2')"
+found="$(docker run --rm --network none --entrypoint python "$SCORER_IMAGE" -c '
+import importlib.metadata as metadata, importlib.util, sys
+installed = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}
+pairs = zip(sys.argv[1::2], sys.argv[2::2])
+print(" ".join(name for name, module in pairs if name in installed or importlib.util.find_spec(module)))
+' $forbidden)"
+[ -z "$found" ] || fail "forbidden in $SCORER_IMAGE: $found (requirements/scorer-forbidden.txt)"
+echo "none of: $(echo "$forbidden" | awk '{print $1}' | tr '\n' ' ')"
+
 # --- 4. a model, trained by the jobs image (non-root, read-only root) -----------------
 step "train a small model with the jobs image"
 registry="$work/registry"
@@ -199,6 +218,13 @@ body = json.load(open(sys.argv[1]))
 assert body["label"] in ("prioritaire", "non-prioritaire"), body
 assert 0.0 <= body["probability"] <= 1.0, body
 PY
+batch="$("$PYTHON" -c 'import json; from core import contract; row = contract.example_row(); print(json.dumps({"rows": [row, row]}))')"
+curl -fsS --max-time 5 -H 'Content-Type: application/json' -d "$batch" "$base/predict/batch" \
+    >"$work/batch.json" || fail "POST /predict/batch failed"
+label="$("$PYTHON" -c 'import json, sys; print(json.dumps({"request_id": json.load(open(sys.argv[1]))["request_id"], "label": 1}))' "$work/predict.json")"
+curl -fsS --max-time 30 -H 'Content-Type: application/json' -d "$label" "$base/feedback" \
+    >"$work/feedback.json" || fail "POST /feedback failed"
+echo "batch of 2 and a feedback label: $(cat "$work/feedback.json")"
 curl -fsS --max-time 5 "$base/metrics" | grep -q '^triage_model_loaded 1' ||
     fail "/metrics does not report a loaded model"
 
@@ -228,7 +254,18 @@ code="$(docker inspect -f '{{.State.ExitCode}}' "$container")"
     fail "the scorer exited with $code after SIGTERM"
 }
 find "$logs" -name '*.parquet' | grep -q . || fail "no inference-log file after SIGTERM"
-echo "exit code 0, $(find "$logs" -name '*.parquet' | wc -l) inference-log file(s)"
+echo "exit code 0, $(find "$logs" -name '*.parquet' | wc -l) parquet file(s)"
+# Read back by the scorer image's own (pruned) pyarrow: 3 scored rows, 1 label.
+docker run --rm --network none "${HARDENING[@]}" -v "$logs:/inference-logs:ro" \
+    --entrypoint python "$SCORER_IMAGE" -c '
+import pathlib
+import pyarrow.parquet as pq
+files = sorted(pathlib.Path("/inference-logs").rglob("*.parquet"))
+labels = sum(pq.read_table(f).num_rows for f in files if "feedback" in f.parts)
+scored = sum(pq.read_table(f).num_rows for f in files if "feedback" not in f.parts)
+assert (scored, labels) == (3, 1), (scored, labels, [str(f) for f in files])
+print(f"read back in the scorer image: {scored} scored rows, {labels} label")
+' || fail "the scorer image cannot read back what it wrote"
 docker rm "$container" >/dev/null
 container=""
 

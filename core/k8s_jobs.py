@@ -8,26 +8,32 @@ deterministic name, so two concurrent callers create one Job: the second gets HT
 AlreadyExists from the API server, which is the lock.
 
 Both the drift job and the scorer's ``POST /retrain`` call :func:`create_job_from_cronjob`.
-The ``kubernetes`` package is imported inside functions: the scorer only pays for it
-when a retrain is requested.
+It talks to the API server through :class:`KubeClient`, three JSON requests over the
+standard library's ``http.client``: no Kubernetes client package in the images.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import hashlib
+import http.client
 import json
 import logging
+import os
 import re
-from collections.abc import Mapping
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 from core.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError, RetrainError
-
-if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,12 @@ LABEL_PREFIX = "triage/"
 TRIGGER_LABEL = LABEL_PREFIX + "trigger"
 REASON_ANNOTATION = LABEL_PREFIX + "retrain-reason"
 
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVICE_ACCOUNT_NAMESPACE = SERVICE_ACCOUNT_DIR / "namespace"
+USER_AGENT = "accident-triage-retrain"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# kubeconfig fields that name files, relative to the kubeconfig that names them.
+_FILE_FIELDS = ("certificate-authority", "client-certificate", "client-key", "tokenFile")
 
 # Pods of a Job carry its name in the `job-name` label, whose values are limited to 63
 # characters; the CronJob controller keeps 11 of them for its suffix, and so do we.
@@ -132,24 +143,330 @@ def current_namespace(default: str = "default") -> str:
     return pod_namespace() or default
 
 
-def cluster_api_client() -> ApiClient:
-    """An API client from the pod's service account, or from the kubeconfig outside a
-    cluster. A Configuration of our own: the kubernetes package's global default is
-    left alone."""
-    from kubernetes import client, config
+class ApiError(RetrainError):
+    """The API server answered with an error status; ``message`` is its Status message."""
 
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
+    def __init__(self, what: str, status: int, message: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {message}")
+        self.status = status
+
+
+class KubeClient:
+    """Just enough of a Kubernetes API client for the retrain: JSON requests over HTTPS
+    with a bearer token or a client certificate, from the standard library only, so the
+    scorer's image carries no Kubernetes client package (76 MiB with its dependencies).
+
+    One connection per request: a retrain makes three, and a client can then be shared
+    by threads. ``token_file`` is read on every request, as the kubelet rotates the
+    projected service-account token under a running pod.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        token: str | None = None,
+        token_file: Path | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        parts = urlsplit(server)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise RetrainError(f"Kubernetes API server URL {server!r} is not http(s)://host[:port]")
+        self.server = server
+        self._parts = parts
+        self._token = token
+        self._token_file = token_file
+        self._ssl_context = ssl_context
+        self._timeout = timeout
+
+    @classmethod
+    def in_cluster(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        account_dir: Path = SERVICE_ACCOUNT_DIR,
+    ) -> KubeClient:
+        """The pod's own service account, as client-go's ``InClusterConfig``: the API
+        server from ``KUBERNETES_SERVICE_HOST``/``_PORT``, the token and CA mounted under
+        ``account_dir``. Raises :class:`NoCredentialsError` outside a pod."""
+        env = os.environ if environ is None else environ
+        host = env.get("KUBERNETES_SERVICE_HOST")
+        port = env.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise NoCredentialsError("KUBERNETES_SERVICE_HOST/PORT are not set")
+        token_file = account_dir / "token"
+        ca_file = account_dir / "ca.crt"
+        for path in (token_file, ca_file):
+            if not path.is_file():
+                raise NoCredentialsError(f"{path} does not exist")
+        host = f"[{host}]" if ":" in host else host
+        with _unusable_credentials(str(ca_file)):
+            context = ssl.create_default_context(cafile=str(ca_file))
+        return cls(f"https://{host}:{port}", token_file=token_file, ssl_context=context)
+
+    @classmethod
+    def from_kubeconfig(cls, paths: Sequence[Path], context: str | None = None) -> KubeClient:
+        """The current (or named) context of a kubeconfig, merged over ``paths`` as
+        kubectl merges ``KUBECONFIG`` (the first file to set a name wins): the server,
+        its CA (file or data, or ``insecure-skip-tls-verify``), and the user's token,
+        token file, client certificate (file or data) or ``exec`` credential plugin."""
+        config = _merged_kubeconfig(paths)
+        name = context or config["current-context"]
+        if not name:
+            raise NoCredentialsError(f"kubeconfig {_joined(paths)} has no current-context")
+        context_entry = _named(config, "contexts", "context", name, paths)
+        cluster = _named(config, "clusters", "cluster", context_entry.get("cluster"), paths)
+        user = _named(config, "users", "user", context_entry.get("user"), paths, optional=True)
+        server = cluster.get("server")
+        if not server:
+            raise NoCredentialsError(f"cluster of context {name!r} has no server")
+        if user.get("exec"):
+            user = {**user, **_exec_credential(user["exec"], server)}
+        ssl_context = None
+        if server.startswith("https"):
+            with _unusable_credentials(f"the TLS settings of context {name!r}"):
+                ssl_context = _kubeconfig_ssl_context(cluster, user)
+        return cls(
+            server,
+            token=user.get("token"),
+            token_file=Path(user["tokenFile"]) if user.get("tokenFile") else None,
+            ssl_context=ssl_context,
+        )
+
+    def request(self, method: str, path: str, *, what: str, body: Any = None) -> dict[str, Any]:
+        """One request, its JSON answer parsed. Raises :class:`ApiError` on an error
+        status and :class:`RetrainError` when the server cannot be reached or does not
+        answer JSON; ``what`` names the operation in the message."""
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        token = self._current_token(what)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        connection = self._connection()
         try:
-            config.load_kube_config(client_configuration=configuration, persist_config=False)
-        except (config.ConfigException, OSError) as error:
+            connection.request(
+                method, self._parts.path.rstrip("/") + path, body=data, headers=headers
+            )
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
             raise RetrainError(
-                f"no Kubernetes credentials: not in a pod with a service account and no "
-                f"usable kubeconfig ({_one_line(error)})"
+                f"{what}: API server {self.server} unreachable ({_one_line(error)})"
             ) from error
-    return client.ApiClient(configuration)
+        finally:
+            connection.close()
+        if response.status >= HTTPStatus.BAD_REQUEST:
+            raise ApiError(what, response.status, _status_message(payload, response.reason))
+        try:
+            answer = json.loads(payload)
+        except ValueError as error:
+            raise RetrainError(f"{what}: the API server's answer is not JSON") from error
+        if not isinstance(answer, dict):
+            raise RetrainError(f"{what}: the API server's answer is not a JSON object")
+        return answer
+
+    def _connection(self) -> http.client.HTTPConnection:
+        host, port = self._parts.hostname or "", self._parts.port
+        if self._parts.scheme == "http":
+            return http.client.HTTPConnection(host, port, timeout=self._timeout)
+        return http.client.HTTPSConnection(
+            host, port, timeout=self._timeout, context=self._ssl_context
+        )
+
+    def _current_token(self, what: str) -> str | None:
+        if self._token_file is None:
+            return self._token
+        try:
+            return self._token_file.read_text().strip() or self._token
+        except OSError as error:
+            raise RetrainError(f"{what}: cannot read the token ({_one_line(error)})") from error
+
+
+class NoCredentialsError(RetrainError):
+    """Neither a pod's service account nor a usable kubeconfig."""
+
+
+def kubeconfig_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """``KUBECONFIG`` (a path list, as kubectl reads it), else ``~/.kube/config``."""
+    env = os.environ if environ is None else environ
+    listed = [Path(p) for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return listed or [Path.home() / ".kube" / "config"]
+
+
+def cluster_api_client() -> KubeClient:
+    """A client from the pod's service account, or from the kubeconfig outside a
+    cluster (``KUBECONFIG``, else ``~/.kube/config``)."""
+    try:
+        return KubeClient.in_cluster()
+    except NoCredentialsError as not_in_pod:
+        try:
+            return KubeClient.from_kubeconfig(kubeconfig_paths())
+        except NoCredentialsError as error:
+            raise NoCredentialsError(
+                f"no Kubernetes credentials: not in a pod with a service account "
+                f"({not_in_pod}) and no usable kubeconfig ({error})"
+            ) from error
+
+
+@contextlib.contextmanager
+def _unusable_credentials(what: str) -> Iterator[None]:
+    """A CA or client certificate that cannot be read or parsed: one line naming it."""
+    try:
+        yield
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError; bad base64 a ValueError
+        raise NoCredentialsError(f"{what}: {_one_line(error)}") from error
+
+
+def _merged_kubeconfig(paths: Sequence[Path]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"current-context": None, "contexts": [], "clusters": [], "users": []}
+    found = False
+    for path in paths:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise NoCredentialsError(
+                f"cannot read kubeconfig {path}: {_one_line(error)}"
+            ) from error
+        found = True
+        document = _parse_kubeconfig(path, text)
+        merged["current-context"] = merged["current-context"] or document.get("current-context")
+        for section in ("contexts", "clusters", "users"):
+            for entry in document.get(section) or []:
+                entry = {**entry, "_source": path}
+                merged[section].append(entry)
+    if not found:
+        raise NoCredentialsError(f"no kubeconfig at {_joined(paths)}")
+    return merged
+
+
+def _parse_kubeconfig(path: Path, text: str) -> dict[str, Any]:
+    try:
+        import yaml  # only outside a cluster; uvicorn[standard] and evidently bring it
+
+        document = yaml.safe_load(text)
+    except ImportError:  # pragma: no cover - both images carry PyYAML
+        document = json.loads(text)
+    except Exception as error:
+        raise NoCredentialsError(f"kubeconfig {path} is not YAML: {_one_line(error)}") from error
+    if not isinstance(document, dict):
+        raise NoCredentialsError(f"kubeconfig {path} is not a mapping")
+    return document
+
+
+def _named(
+    config: Mapping[str, Any],
+    section: str,
+    key: str,
+    name: str | None,
+    paths: Sequence[Path],
+    *,
+    optional: bool = False,
+) -> dict[str, Any]:
+    """The first entry of ``section`` called ``name`` (kubectl's merge rule), with
+    relative file paths made relative to the file that defined it."""
+    for entry in config[section]:
+        if entry.get("name") == name and name is not None:
+            value = dict(entry.get(key) or {})
+            base = Path(entry["_source"]).parent
+            for field_name in _FILE_FIELDS:
+                if value.get(field_name):
+                    value[field_name] = str(base / Path(value[field_name]).expanduser())
+            return value
+    if optional:
+        return {}
+    raise NoCredentialsError(f"kubeconfig {_joined(paths)} has no {key} named {name!r}")
+
+
+def _kubeconfig_ssl_context(cluster: Mapping[str, Any], user: Mapping[str, Any]) -> ssl.SSLContext:
+    if cluster.get("tls-server-name"):
+        # http.client verifies the certificate against the URL's host and takes no
+        # other name: refused rather than silently checked against the wrong one.
+        raise NoCredentialsError("tls-server-name in a kubeconfig is not supported")
+    if cluster.get("insecure-skip-tls-verify"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif cluster.get("certificate-authority-data"):
+        ca = base64.b64decode(cluster["certificate-authority-data"]).decode("ascii")
+        context = ssl.create_default_context(cadata=ca)
+    elif cluster.get("certificate-authority"):
+        context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    else:
+        context = ssl.create_default_context()
+    certificate = _pem(user, "client-certificate")
+    key = _pem(user, "client-key")
+    if certificate and key:
+        # The ssl module loads a certificate chain from files only: a private
+        # temporary folder (/tmp is the one writable path of the images), gone at once.
+        with tempfile.TemporaryDirectory() as folder:
+            cert_file, key_file = Path(folder) / "client.crt", Path(folder) / "client.key"
+            cert_file.write_bytes(certificate)
+            key_file.write_bytes(key)
+            context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _pem(user: Mapping[str, Any], field_name: str) -> bytes | None:
+    if user.get(f"{field_name}-data"):
+        return base64.b64decode(user[f"{field_name}-data"])
+    if user.get(field_name):
+        return Path(user[field_name]).read_bytes()
+    return None
+
+
+def _exec_credential(plugin: Mapping[str, Any], server: str) -> dict[str, Any]:
+    """Runs a kubeconfig's ``exec`` credential plugin (``aws eks get-token``,
+    ``gke-gcloud-auth-plugin``, ``kubelogin``...) and returns its token or client
+    certificate as user fields."""
+    command = [plugin.get("command") or "", *(plugin.get("args") or [])]
+    env = {**os.environ, **{e["name"]: e["value"] for e in plugin.get("env") or []}}
+    env["KUBERNETES_EXEC_INFO"] = json.dumps(
+        {
+            "apiVersion": plugin.get("apiVersion"),
+            "kind": "ExecCredential",
+            "spec": {"interactive": False, "cluster": {"server": server}},
+        }
+    )
+    try:
+        # The kubeconfig's own plugin, run as kubectl runs it.
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        status = json.loads(result.stdout).get("status") or {}
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError) as error:
+        raise NoCredentialsError(
+            f"kubeconfig exec plugin {command[0]!r} failed: {_one_line(error)}"
+        ) from error
+    fields: dict[str, Any] = {}
+    if status.get("token"):
+        fields["token"] = status["token"]
+    if status.get("clientCertificateData") and status.get("clientKeyData"):
+        fields["client-certificate-data"] = base64.b64encode(
+            status["clientCertificateData"].encode()
+        ).decode()
+        fields["client-key-data"] = base64.b64encode(status["clientKeyData"].encode()).decode()
+    if not fields:
+        raise NoCredentialsError(f"kubeconfig exec plugin {command[0]!r} returned no credential")
+    return fields
+
+
+def _status_message(payload: bytes, reason: str) -> str:
+    """The Status message of an error answer ("jobs.batch is forbidden: ..."), one
+    line; the HTTP reason when the body is not a Status."""
+    try:
+        message = json.loads(payload).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return _one_line(message or reason or "no message")
+
+
+def _joined(paths: Sequence[Path]) -> str:
+    return os.pathsep.join(str(p) for p in paths)
 
 
 def create_job_from_cronjob(
@@ -160,7 +477,7 @@ def create_job_from_cronjob(
     labels: dict[str, str],
     annotations: dict[str, str],
     dedupe_key: str | None = None,
-    api_client: ApiClient | None = None,
+    api_client: KubeClient | None = None,
 ) -> str:
     """Creates a Job from the CronJob's jobTemplate and returns its name.
 
@@ -171,87 +488,48 @@ def create_job_from_cronjob(
     so concurrent runs on the same window collide); without one, from the labels and
     the current UTC minute, so repeated requests within a minute start one Job.
     """
-    from kubernetes import client
-
     if dedupe_key is None:
         minute = datetime.now(UTC).strftime("%Y%m%dT%H%M")
         dedupe_key = f"{minute}:{json.dumps(labels, sort_keys=True)}"
-    key = dedupe_key
-    name = job_name(cronjob_name, key)
-    owns_client = api_client is None
-    api_client = api_client or cluster_api_client()
+    name = job_name(cronjob_name, dedupe_key)
+    api = api_client or cluster_api_client()
+    jobs_path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
+    cronjob = api.request(
+        "GET",
+        f"/apis/batch/v1/namespaces/{quote(namespace)}/cronjobs/{quote(cronjob_name)}",
+        what=f"read CronJob {namespace}/{cronjob_name}",
+    )
+    # Every Job of the namespace, matched by owner: labels can change with an upgrade
+    # of the chart (a version label), ownership cannot.
+    listed = api.request("GET", jobs_path, what=f"list Jobs in {namespace}")
+    for job in listed.get("items") or []:
+        if owned_by(job, cronjob) and is_active(job):
+            active = job["metadata"]["name"]
+            raise RetrainAlreadyActiveError(
+                f"Job {namespace}/{active} of CronJob {cronjob_name} is still active",
+                job_name=active,
+            )
+    manifest = job_from_cronjob(
+        cronjob,
+        name,
+        labels=labels,
+        annotations={**annotations, REASON_ANNOTATION: _one_line(reason)},
+    )
+    manifest["metadata"]["namespace"] = namespace
     try:
-        batch = client.BatchV1Api(api_client)
-        cronjob = _call(
-            f"read CronJob {namespace}/{cronjob_name}",
-            lambda: batch.read_namespaced_cron_job(cronjob_name, namespace, _preload_content=False),
-        )
-        # Every Job of the namespace, matched by owner: labels can change with an upgrade
-        # of the chart (a version label), ownership cannot.
-        listed = _call(
-            f"list Jobs in {namespace}",
-            lambda: batch.list_namespaced_job(namespace, _preload_content=False),
-        )
-        for job in listed.get("items") or []:
-            if owned_by(job, cronjob) and is_active(job):
-                active = job["metadata"]["name"]
-                raise RetrainAlreadyActiveError(
-                    f"Job {namespace}/{active} of CronJob {cronjob_name} is still active",
-                    job_name=active,
-                )
-        manifest = job_from_cronjob(
-            cronjob,
-            name,
-            labels=labels,
-            annotations={**annotations, REASON_ANNOTATION: _one_line(reason)},
-        )
-        manifest["metadata"]["namespace"] = namespace
-        try:
-            # A plain dict is sent as is: the client's V1Job model would drop any field
-            # of the template it does not know (a newer API server's).
-            batch.create_namespaced_job(namespace, manifest, _preload_content=False)  # type: ignore[arg-type]
-        except client.ApiException as error:
-            if error.status == 409:
-                raise RetrainAlreadyTriggeredError(
-                    f"Job {namespace}/{name} already exists: this retrain was already started",
-                    job_name=name,
-                ) from error
-            raise RetrainError(f"create Job {namespace}/{name}: {_api_reason(error)}") from error
-        log.info(
-            "retrain Job created",
-            extra={"job": name, "namespace": namespace, "cronjob": cronjob_name},
-        )
-        return name
-    finally:
-        if owns_client:
-            api_client.close()
-
-
-def _call(what: str, request: Any) -> dict[str, Any]:
-    """Runs one API request whose content was not preloaded, and parses its JSON."""
-    from kubernetes import client
-    from urllib3.exceptions import HTTPError
-
-    try:
-        response = request()
-    except client.ApiException as error:
-        raise RetrainError(f"{what}: {_api_reason(error)}") from error
-    except HTTPError as error:
-        raise RetrainError(f"{what}: API server unreachable ({_one_line(error)})") from error
-    try:
-        data: dict[str, Any] = json.loads(response.data)
-    except (ValueError, TypeError) as error:
-        raise RetrainError(f"{what}: the API server's answer is not JSON") from error
-    return data
-
-
-def _api_reason(error: Any) -> str:
-    """The Status message of an API error ("jobs.batch is forbidden: ..."), one line."""
-    try:
-        message = json.loads(error.body).get("message")
-    except (ValueError, TypeError, AttributeError):
-        message = None
-    return f"HTTP {error.status}: {_one_line(message or error.reason)}"
+        api.request("POST", jobs_path, what=f"create Job {namespace}/{name}", body=manifest)
+    except ApiError as error:
+        if error.status == HTTPStatus.CONFLICT:
+            raise RetrainAlreadyTriggeredError(
+                f"Job {namespace}/{name} already exists: this retrain was already started",
+                job_name=name,
+            ) from error
+        raise
+    log.info(
+        "retrain Job created",
+        extra={"job": name, "namespace": namespace, "cronjob": cronjob_name},
+    )
+    return name
 
 
 def _one_line(value: object) -> str:

@@ -1,7 +1,7 @@
 """A small fake Kubernetes API server on loopback: just the batch/v1 endpoints the
 retrain trigger uses, with the API server's answers (Status bodies, 404, 409
-AlreadyExists), and a record of every request. The real ``kubernetes`` client talks to
-it through a ``Configuration(host=...)``.
+AlreadyExists), and a record of every request. :class:`core.k8s_jobs.KubeClient` talks
+to it over plain HTTP (:meth:`FakeKube.api_client`).
 
     GET  /apis/batch/v1/namespaces/{ns}/cronjobs/{name}
     GET  /apis/batch/v1/namespaces/{ns}/jobs?labelSelector=k=v,...
@@ -9,23 +9,34 @@ it through a ``Configuration(host=...)``.
 
 ``list_barrier`` makes that many concurrent list requests wait for each other, so a
 test can force two triggers to both see "no active Job" before either creates one.
+``fake_kube_server(tls=make_tls(folder))`` serves HTTPS with a certificate of a test
+CA, as a pod's API server does, and records the client certificate a request showed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
+import ipaddress
 import json
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kubernetes import client
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from core.k8s_jobs import KubeClient
 
 LOOPBACK = "127.0.0.1"
 _CRONJOB = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/cronjobs/([^/]+)$")
@@ -101,6 +112,9 @@ class Recorded:
     path: str
     query: dict[str, list[str]]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    client_certificate: str | None = None
+    """The common name of the client certificate shown over TLS, if any."""
 
 
 @dataclass
@@ -122,9 +136,8 @@ class FakeKube:
     def add_job(self, namespace: str, job: dict) -> None:
         self.jobs[(namespace, job["metadata"]["name"])] = job
 
-    def api_client(self) -> client.ApiClient:
-        configuration = client.Configuration(host=self.host)
-        return client.ApiClient(configuration)
+    def api_client(self) -> KubeClient:
+        return KubeClient(self.host)
 
     def posted_jobs(self) -> list[dict]:
         return [r.body for r in self.requests if r.method == "POST"]
@@ -168,8 +181,16 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
         def _record(self, body: Any = None) -> tuple[str, dict[str, list[str]]]:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
+            recorded = Recorded(
+                self.command,
+                unquote(parts.path),
+                query,
+                body,
+                headers=dict(self.headers.items()),
+                client_certificate=_peer_common_name(self.connection),
+            )
             with kube.lock:
-                kube.requests.append(Recorded(self.command, unquote(parts.path), query, body))
+                kube.requests.append(recorded)
             return unquote(parts.path), query
 
         def do_GET(self) -> None:
@@ -236,10 +257,120 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _peer_common_name(connection: Any) -> str | None:
+    if not isinstance(connection, ssl.SSLSocket):
+        return None
+    certificate = connection.getpeercert()
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, a server certificate for 127.0.0.1 signed by it, and a client
+    certificate (common name ``client_name``) signed by it; PEM files."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    client_name: str = "retrain-tester"
+
+
+def make_tls(folder: Path) -> TlsFiles:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kube-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(name: str, usage: x509.ObjectIdentifier, san: bool) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
+                critical=False,
+            )
+        certificate = builder.sign(ca_key, hashes.SHA256())
+        return certificate.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    files = TlsFiles(
+        ca=folder / "ca.crt",
+        server_cert=folder / "server.crt",
+        server_key=folder / "server.key",
+        client_cert=folder / "client.crt",
+        client_key=folder / "client.key",
+    )
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert, key = leaf("fake-kube", ExtendedKeyUsageOID.SERVER_AUTH, san=True)
+    files.server_cert.write_bytes(cert)
+    files.server_key.write_bytes(key)
+    cert, key = leaf(files.client_name, ExtendedKeyUsageOID.CLIENT_AUTH, san=False)
+    files.client_cert.write_bytes(cert)
+    files.client_key.write_bytes(key)
+    return files
+
+
 @contextlib.contextmanager
-def fake_kube_server() -> Iterator[FakeKube]:
+def fake_kube_server(tls: TlsFiles | None = None) -> Iterator[FakeKube]:
     server = ThreadingHTTPServer((LOOPBACK, 0), _handler(FakeKube(host="")))
-    kube = FakeKube(host=f"http://{LOOPBACK}:{server.server_address[1]}")
+    scheme = "http"
+    if tls is not None:
+        # Client certificates optional, as on an API server that also takes tokens.
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_cert_chain(tls.server_cert, tls.server_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    kube = FakeKube(host=f"{scheme}://{LOOPBACK}:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(kube)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from kubernetes import client
-from kubernetes.client import ApiException
 
+from core.errors import RetrainError
+from core.k8s_jobs import ApiError, KubeClient
 from tests.support import (
     LOOPBACK,
     ServerStartError,
@@ -246,10 +245,10 @@ class Cluster:
         extra = ["--namespace", namespace] if namespace else []
         self.kubectl("apply", "-f", "-", *extra, stdin=text)
 
-    def api_client(self, token: str | None = None) -> client.ApiClient:
-        """A new client of the ``kubernetes`` package (the admin's, or ``token``'s),
-        with a Configuration of its own: the package's global default stays untouched.
-        Close it when done."""
+    def api_client(self, token: str | None = None) -> KubeClient:
+        """A client of the API server (the admin's, or ``token``'s): the code's own
+        (:class:`core.k8s_jobs.KubeClient`), so the tests need no Kubernetes client
+        package either."""
         return _api_client(self.server, self.ca_file, token or self.admin_token)
 
     def service_account_token(
@@ -258,19 +257,21 @@ class Cluster:
         """A token for ServiceAccount ``namespace/name`` from the TokenRequest API, as
         a projected token volume would get it. Without ``audience`` it is valid for
         the API server. 600 s is the API's minimum lifetime."""
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(
-                audiences=[audience] if audience else [],
-                expiration_seconds=seconds,
-            )
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": [audience] if audience else [], "expirationSeconds": seconds},
+        }
+        response = self.api_client().request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            what=f"TokenRequest for {namespace}/{name}",
+            body=request,
         )
-        with self.api_client() as api:
-            response = client.CoreV1Api(api).create_namespaced_service_account_token(
-                name, namespace, request
-            )
-        if response.status is None or not response.status.token:
+        token = (response.get("status") or {}).get("token")
+        if not token:
             raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
-        return response.status.token
+        return str(token)
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
         """Write a kubeconfig that authenticates with ``token`` to ``path``."""
@@ -280,23 +281,26 @@ class Cluster:
     def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
         """Create namespace ``name`` and wait for its ``default`` ServiceAccount: until
         the controller manager has made it, pods in the namespace are refused."""
-        body = client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels=dict(labels or {}))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": dict(labels or {})},
+        }
+        api = self.api_client()
+        api.request("POST", "/api/v1/namespaces", what=f"create namespace {name}", body=body)
+        self.wait_for(
+            lambda: bool(_default_service_account(api, name)),
+            f"the default ServiceAccount of namespace {name}",
         )
-        with self.api_client() as api:
-            core = client.CoreV1Api(api)
-            core.create_namespace(body)
-            self.wait_for(
-                lambda: bool(core.read_namespaced_service_account("default", name)),
-                f"the default ServiceAccount of namespace {name}",
-            )
         return name
 
     def delete_namespace(self, name: str) -> None:
         """Start deleting namespace ``name``; the namespace controller and kwok finish
         it in the background."""
-        with self.api_client() as api, contextlib.suppress(ApiException):
-            client.CoreV1Api(api).delete_namespace(name)
+        with contextlib.suppress(RetrainError):
+            self.api_client().request(
+                "DELETE", f"/api/v1/namespaces/{name}", what=f"delete namespace {name}"
+            )
 
     def wait_for(self, condition: Callable[[], bool], what: str, *, timeout: float = 60.0) -> None:
         """Poll ``condition`` until it holds; fail with ``what`` and the components'
@@ -346,7 +350,7 @@ def wait_until(
         try:
             if condition():
                 return
-        except (OSError, ApiException, ValueError, urllib3.exceptions.HTTPError) as failure:
+        except (OSError, RetrainError, ValueError) as failure:
             last_error = failure
         if time.monotonic() > deadline:
             tails = "".join(component_log_tail(c.log, 10) for c in components)
@@ -437,40 +441,49 @@ def _extract_serving_ca(bundle: Path, ca_file: Path) -> bool:
     return True
 
 
-def _node(name: str) -> client.V1Node:
+def _node(name: str) -> dict[str, Any]:
     """A Node kwok manages (selected by annotation), with the labels of a kind node.
     The status is set on create: kwok's node-initialize stage keeps the allocatable and
     capacity it finds and only adds conditions, addresses and node info."""
-    return client.V1Node(
-        metadata=client.V1ObjectMeta(
-            name=name,
-            annotations={KWOK_NODE_ANNOTATION: KWOK_NODE_VALUE},
-            labels={
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: KWOK_NODE_VALUE},
+            "labels": {
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "kubernetes.io/hostname": name,
                 "type": "kwok",
             },
-        ),
-        spec=client.V1NodeSpec(),
-        status=client.V1NodeStatus(
-            allocatable=dict(NODE_RESOURCES),
-            capacity=dict(NODE_RESOURCES),
-        ),
-    )
+        },
+        "spec": {},
+        "status": {"allocatable": dict(NODE_RESOURCES), "capacity": dict(NODE_RESOURCES)},
+    }
 
 
-def _storage_class() -> client.V1StorageClass:
+def _storage_class() -> dict[str, Any]:
     """The default StorageClass. Immediate binding: a claim is Bound before any pod
     uses it, which is what ``helm install --wait`` waits for."""
-    return client.V1StorageClass(
-        metadata=client.V1ObjectMeta(
-            name=STORAGE_CLASS,
-            annotations={"storageclass.kubernetes.io/is-default-class": "true"},
-        ),
-        provisioner=PROVISIONER,
-        reclaim_policy="Delete",
-        volume_binding_mode="Immediate",
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+
+
+def _default_service_account(api: KubeClient, namespace: str) -> dict[str, Any]:
+    return api.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/default",
+        what=f"read ServiceAccount {namespace}/default",
     )
 
 
@@ -487,7 +500,7 @@ class FakeProvisioner:
     Polling every half second keeps it simple; a watch would save nothing measurable.
     """
 
-    def __init__(self, api: client.ApiClient, *, interval: float = 0.5) -> None:
+    def __init__(self, api: KubeClient, *, interval: float = 0.5) -> None:
         self._api = api
         self._interval = interval
         self._stop = threading.Event()
@@ -506,79 +519,82 @@ class FakeProvisioner:
         while not self._stop.wait(self._interval):
             try:
                 self.sync()
-            except (ApiException, OSError) as error:
+            except (RetrainError, OSError) as error:
                 # The API server stopping first, or a conflict: the next round retries.
                 self.last_error = error
                 log.debug("fake provisioner: %s", error)
 
     def sync(self) -> None:
-        core = client.CoreV1Api(self._api)
-        for claim in core.list_persistent_volume_claim_for_all_namespaces().items:
+        api = self._api
+        claims = api.request("GET", "/api/v1/persistentvolumeclaims", what="list claims")
+        for claim in claims.get("items") or []:
             volume = _volume_for(claim)
             if volume is None:
                 continue
             try:
-                core.create_persistent_volume(volume)
-            except ApiException as error:
+                api.request("POST", "/api/v1/persistentvolumes", what="create PV", body=volume)
+            except ApiError as error:
                 if error.status != 409:  # created in an earlier round
                     raise
-        for volume in core.list_persistent_volume().items:
-            meta, spec, status = volume.metadata, volume.spec, volume.status
+        volumes = api.request("GET", "/api/v1/persistentvolumes", what="list PVs")
+        for volume in volumes.get("items") or []:
+            meta, spec, status = (volume.get(k) or {} for k in ("metadata", "spec", "status"))
             if (
-                meta is not None
-                and meta.name
-                and (meta.annotations or {}).get(PROVISIONED_BY) == PROVISIONER
-                and status is not None
-                and status.phase == "Released"
-                and spec is not None
-                and spec.persistent_volume_reclaim_policy == "Delete"
+                meta.get("name")
+                and (meta.get("annotations") or {}).get(PROVISIONED_BY) == PROVISIONER
+                and status.get("phase") == "Released"
+                and spec.get("persistentVolumeReclaimPolicy") == "Delete"
             ):
-                with contextlib.suppress(ApiException):
-                    core.delete_persistent_volume(meta.name)
+                with contextlib.suppress(RetrainError):
+                    api.request(
+                        "DELETE",
+                        f"/api/v1/persistentvolumes/{meta['name']}",
+                        what=f"delete PV {meta['name']}",
+                    )
 
 
-def _volume_for(claim: client.V1PersistentVolumeClaim) -> client.V1PersistentVolume | None:
+def _volume_for(claim: Mapping[str, Any]) -> dict[str, Any] | None:
     """The volume for ``claim`` if the PV controller waits for us to provision one."""
-    meta, spec = claim.metadata, claim.spec
-    if meta is None or spec is None or spec.volume_name or meta.deletion_timestamp:
+    meta, spec = claim.get("metadata") or {}, claim.get("spec") or {}
+    if not meta or not spec or spec.get("volumeName") or meta.get("deletionTimestamp"):
         return None
-    annotations = meta.annotations or {}
+    annotations = meta.get("annotations") or {}
     provisioner = annotations.get(
         "volume.kubernetes.io/storage-provisioner",
         annotations.get("volume.beta.kubernetes.io/storage-provisioner"),
     )
-    requests = (spec.resources.requests if spec.resources else None) or {}
+    requests = (spec.get("resources") or {}).get("requests") or {}
     if provisioner != PROVISIONER or "storage" not in requests:
         return None
-    return client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(
-            name=f"pvc-{meta.uid}", annotations={PROVISIONED_BY: PROVISIONER}
-        ),
-        spec=client.V1PersistentVolumeSpec(
-            capacity={"storage": requests["storage"]},
-            access_modes=spec.access_modes,
-            volume_mode=spec.volume_mode or "Filesystem",
-            storage_class_name=spec.storage_class_name,
-            persistent_volume_reclaim_policy="Delete",
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"pvc-{meta['uid']}", "annotations": {PROVISIONED_BY: PROVISIONER}},
+        "spec": {
+            "capacity": {"storage": requests["storage"]},
+            "accessModes": spec.get("accessModes"),
+            "volumeMode": spec.get("volumeMode") or "Filesystem",
+            "storageClassName": spec.get("storageClassName"),
+            "persistentVolumeReclaimPolicy": "Delete",
             # Pre-bound to this claim, as external provisioners do.
-            claim_ref=client.V1ObjectReference(
-                api_version="v1",
-                kind="PersistentVolumeClaim",
-                namespace=meta.namespace,
-                name=meta.name,
-                uid=meta.uid,
-            ),
-            host_path=client.V1HostPathVolumeSource(path=f"/var/lib/kwok-fake-volumes/{meta.uid}"),
-        ),
-    )
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta.get("namespace"),
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            },
+            "hostPath": {"path": f"/var/lib/kwok-fake-volumes/{meta['uid']}"},
+        },
+    }
 
 
-def _node_ready(node: client.V1Node) -> bool:
-    conditions = (node.status.conditions if node.status else None) or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+def _node_ready(node: Mapping[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     # The node lifecycle controller adds not-ready taints to a new node and removes
     # them once it is Ready; pods are only scheduled freely after that.
-    return ready and not (node.spec and node.spec.taints)
+    return ready and not (node.get("spec") or {}).get("taints")
 
 
 class _Launcher:
@@ -820,18 +836,17 @@ def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]
         components = tuple(launcher.components)
 
         # While those start: the objects a kind cluster comes with.
-        admin = stack.enter_context(
-            contextlib.closing(_api_client(server, files.ca_file, tokens.admin))
-        )
-        core = client.CoreV1Api(admin)
+        admin = _api_client(server, files.ca_file, tokens.admin)
         for name in NODE_NAMES:
-            core.create_node(_node(name))
-        client.StorageV1Api(admin).create_storage_class(_storage_class())
-        # A client of its own: the thread must not share a connection pool with us.
-        provisioner_api = stack.enter_context(
-            contextlib.closing(_api_client(server, files.ca_file, tokens.admin))
+            admin.request("POST", "/api/v1/nodes", what=f"create node {name}", body=_node(name))
+        admin.request(
+            "POST",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            what="create the StorageClass",
+            body=_storage_class(),
         )
-        stack.enter_context(FakeProvisioner(provisioner_api))
+        # KubeClient opens a connection per request: the thread can share it.
+        stack.enter_context(FakeProvisioner(admin))
 
         wait_for_http(
             f"http://{LOOPBACK}:{ports.kwok}/healthz",
@@ -851,13 +866,16 @@ def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]
             timeout=timeout,
         )
         wait_until(
-            lambda: bool(core.read_namespaced_service_account("default", "default")),
+            lambda: bool(_default_service_account(admin, "default")),
             "the default ServiceAccount (kube-controller-manager)",
             components,
             timeout=timeout,
         )
         wait_until(
-            lambda: all(_node_ready(core.read_node(name)) for name in NODE_NAMES),
+            lambda: all(
+                _node_ready(admin.request("GET", f"/api/v1/nodes/{name}", what=f"read {name}"))
+                for name in NODE_NAMES
+            ),
             f"nodes {', '.join(NODE_NAMES)} Ready and untainted (kwok)",
             components,
             timeout=timeout,
@@ -880,11 +898,6 @@ def control_plane(workdir: Path, *, timeout: float = 120.0) -> Iterator[Cluster]
         )
 
 
-def _api_client(server: str, ca_file: Path, token: str) -> client.ApiClient:
-    configuration = client.Configuration(
-        host=server,
-        api_key={"authorization": token},
-        api_key_prefix={"authorization": "Bearer"},
-    )
-    configuration.ssl_ca_cert = str(ca_file)
-    return client.ApiClient(configuration)
+def _api_client(server: str, ca_file: Path, token: str) -> KubeClient:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    return KubeClient(server, token=token, ssl_context=context)

@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kubernetes import client
 
 from core import k8s_jobs
 from core.errors import RetrainAlreadyActiveError, RetrainAlreadyTriggeredError
+from core.k8s_jobs import ApiError, KubeClient
 from service.retrain import TRIGGER as SCORER_TRIGGER
 from tests.cluster.release import (
     CHART,
@@ -304,12 +304,20 @@ def retrain_release(cluster: Cluster, make_namespace: Callable[..., str]) -> Rel
     return release
 
 
-def _api_for(release: Release, account: str) -> client.ApiClient:
+def _api_for(release: Release, account: str) -> KubeClient:
     token = release.cluster.service_account_token(release.namespace, account)
     return release.cluster.api_client(token)
 
 
-def _create(release: Release, api: client.ApiClient, key: str) -> str:
+def _retrain_client(release: Release, account: str) -> k8s_jobs.KubeClient:
+    """The retrain's own client, as a drift pod outside the cluster would build it: from
+    a kubeconfig with the account's token and the cluster's CA."""
+    token = release.cluster.service_account_token(release.namespace, account)
+    path = release.cluster.workdir / f"{account}-{threading.get_ident()}.kubeconfig"
+    return k8s_jobs.KubeClient.from_kubeconfig([release.cluster.kubeconfig_for_token(token, path)])
+
+
+def _create(release: Release, api: k8s_jobs.KubeClient, key: str) -> str:
     return k8s_jobs.create_job_from_cronjob(
         release.namespace,
         f"{release.fullname}-training",
@@ -326,12 +334,12 @@ def test_two_racing_drift_jobs_create_exactly_one_retrain_job(retrain_release: R
     barrier = threading.Barrier(2)
 
     def call() -> None:
-        with _api_for(retrain_release, f"{retrain_release.fullname}-drift") as api:
-            barrier.wait()
-            try:
-                outcomes.append(_create(retrain_release, api, "window-1"))
-            except (RetrainAlreadyTriggeredError, RetrainAlreadyActiveError) as error:
-                outcomes.append(type(error).__name__)
+        api = _retrain_client(retrain_release, f"{retrain_release.fullname}-drift")
+        barrier.wait()
+        try:
+            outcomes.append(_create(retrain_release, api, "window-1"))
+        except (RetrainAlreadyTriggeredError, RetrainAlreadyActiveError) as error:
+            outcomes.append(type(error).__name__)
 
     threads = [threading.Thread(target=call) for _ in range(2)]
     for thread in threads:
@@ -347,8 +355,7 @@ def test_two_racing_drift_jobs_create_exactly_one_retrain_job(retrain_release: R
 
 def test_a_running_retrain_is_seen_across_a_chart_upgrade(retrain_release: Release) -> None:
     drift = f"{retrain_release.fullname}-drift"
-    with _api_for(retrain_release, drift) as api:
-        first = _create(retrain_release, api, "window-1")
+    first = _create(retrain_release, _retrain_client(retrain_release, drift), "window-1")
     # An upgrade that changes the CronJob's template...
     retrain_release.upgrade(
         "--reuse-values", "--wait", "--timeout", "5m", "--set", "training.modelKind=random-forest"
@@ -366,11 +373,8 @@ def test_a_running_retrain_is_seen_across_a_chart_upgrade(retrain_release: Relea
         "-p",
         json.dumps(patch),
     )
-    with (
-        _api_for(retrain_release, drift) as api,
-        pytest.raises(RetrainAlreadyActiveError) as raised,
-    ):
-        _create(retrain_release, api, "window-2")
+    with pytest.raises(RetrainAlreadyActiveError) as raised:
+        _create(retrain_release, _retrain_client(retrain_release, drift), "window-2")
     assert raised.value.job_name == first
 
 
@@ -394,23 +398,22 @@ def test_the_retrain_policy_refuses_any_other_job_from_the_retrain_callers(
     orphan = json.loads(json.dumps(good))
     orphan["metadata"]["name"] = "orphan"
     del orphan["metadata"]["ownerReferences"]
+    jobs = f"/apis/batch/v1/namespaces/{retrain_release.namespace}/jobs"
     for account in (f"{retrain_release.fullname}-drift", f"{retrain_release.fullname}-scorer"):
-        with _api_for(retrain_release, account) as api:
-            batch = client.BatchV1Api(api)
-            for job in (evil_image, evil_account, evil_parallel, orphan):
-                with pytest.raises(client.ApiException) as refused:
-                    batch.create_namespaced_job(retrain_release.namespace, job)
-                assert refused.value.status in (403, 422), job["metadata"]["name"]
-                assert (
-                    "retrain" in refused.value.body
-                    or "ValidatingAdmissionPolicy" in refused.value.body
-                )
+        api = _api_for(retrain_release, account)
+        for job in (evil_image, evil_account, evil_parallel, orphan):
+            with pytest.raises(ApiError) as refused:
+                api.request("POST", jobs, what="create Job", body=job)
+            assert refused.value.status in (403, 422), job["metadata"]["name"]
+            # The message is the API server's Status message.
+            message = str(refused.value)
+            assert "retrain" in message or "ValidatingAdmissionPolicy" in message
     # The CronJob's own template is admitted (the policy refuses what differs, not all).
-    with _api_for(retrain_release, f"{retrain_release.fullname}-drift") as api:
-        client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, good)
+    drift = _api_for(retrain_release, f"{retrain_release.fullname}-drift")
+    drift.request("POST", jobs, what="create Job", body=good)
     # The admin is not a retrain caller: the policy does not apply to it.
-    with retrain_release.cluster.api_client() as api:
-        client.BatchV1Api(api).create_namespaced_job(retrain_release.namespace, evil_parallel)
+    admin = retrain_release.cluster.api_client()
+    admin.request("POST", jobs, what="create Job", body=evil_parallel)
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
 """The retrain Job: built as ``kubectl create job --from=cronjob`` builds it, valid
-against the Kubernetes schema, and created through the real ``kubernetes`` client
-against a fake API server that records the requests."""
+against the Kubernetes schema, and created through :class:`core.k8s_jobs.KubeClient`
+against a fake API server that records the requests: over plain HTTP, and over TLS
+with the credentials a pod or a kubeconfig gives it."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes_validate
@@ -21,7 +24,7 @@ from core.errors import (
     RetrainConflictError,
     RetrainError,
 )
-from tests.fake_kube import FakeKube, training_cronjob
+from tests.fake_kube import FakeKube, TlsFiles, fake_kube_server, make_tls, training_cronjob
 
 NAMESPACE = "triage"
 CRONJOB = "accident-triage-training"
@@ -128,10 +131,15 @@ def test_is_active(status: dict, active: bool) -> None:
     assert k8s_jobs.is_active({"status": status}) is active
 
 
-# --- through the real client, against the fake API server ----------------------------
+# --- through our client, against the fake API server ----------------------------
 
 
-def _create(kube: FakeKube, *, dedupe_key: str | None = "drift:w1") -> str:
+def _create(
+    kube: FakeKube,
+    *,
+    dedupe_key: str | None = "drift:w1",
+    api: k8s_jobs.KubeClient | None = None,
+) -> str:
     return k8s_jobs.create_job_from_cronjob(
         NAMESPACE,
         CRONJOB,
@@ -139,7 +147,7 @@ def _create(kube: FakeKube, *, dedupe_key: str | None = "drift:w1") -> str:
         labels=dict(LABELS),
         annotations=dict(ANNOTATIONS),
         dedupe_key=dedupe_key,
-        api_client=kube.api_client(),
+        api_client=api or kube.api_client(),
     )
 
 
@@ -254,23 +262,225 @@ def test_forbidden_creation_names_the_missing_permission(fake_kube: FakeKube) ->
 
 
 def test_an_unreachable_api_server_is_a_one_line_error() -> None:
-    from kubernetes import client
-
-    configuration = client.Configuration(host="http://127.0.0.1:9")
-    configuration.retries = 0
-    with pytest.raises(RetrainError, match="API server unreachable"):
+    with pytest.raises(
+        RetrainError, match=r"API server http://127\.0\.0\.1:9 unreachable"
+    ) as caught:
         k8s_jobs.create_job_from_cronjob(
             NAMESPACE,
             CRONJOB,
             reason="r",
             labels={},
             annotations={},
-            api_client=client.ApiClient(configuration),
+            api_client=k8s_jobs.KubeClient("http://127.0.0.1:9"),
         )
+    assert "\n" not in str(caught.value)
+
+
+def test_an_answer_that_is_not_json_is_a_one_line_error(fake_kube: FakeKube) -> None:
+    # The fake answers its 404 Status as JSON; a proxy's HTML page is not.
+    client = k8s_jobs.KubeClient(fake_kube.host)
+    with pytest.raises(k8s_jobs.ApiError, match=r"^read x: HTTP 404: the server could not"):
+        client.request("GET", "/api/v1/nothing", what="read x")
 
 
 def test_no_credentials_outside_a_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
-    with pytest.raises(RetrainError, match="no Kubernetes credentials"):
+    with pytest.raises(RetrainError, match="no Kubernetes credentials") as caught:
         k8s_jobs.cluster_api_client()
+    assert "KUBERNETES_SERVICE_HOST" in str(caught.value)
+    assert str(tmp_path / "missing") in str(caught.value)
+
+
+# --- credentials: a pod's service account, a kubeconfig, over TLS ---------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    return make_tls(folder)
+
+
+@pytest.fixture
+def tls_kube(tls: TlsFiles) -> Iterator[FakeKube]:
+    with fake_kube_server(tls) as kube:
+        kube.add_cronjob(training_cronjob(NAMESPACE, CRONJOB))
+        yield kube
+
+
+def _port(kube: FakeKube) -> str:
+    return kube.host.rsplit(":", 1)[1]
+
+
+def _service_account(folder: Path, tls: TlsFiles, token: str) -> Path:
+    folder.mkdir()
+    (folder / "token").write_text(token)
+    (folder / "ca.crt").write_bytes(tls.ca.read_bytes())
+    (folder / "namespace").write_text(NAMESPACE)
+    return folder
+
+
+def test_in_cluster_uses_the_service_account_token_and_ca(
+    tls_kube: FakeKube, tls: TlsFiles, tmp_path: Path
+) -> None:
+    account = _service_account(tmp_path / "sa", tls, "token-1")
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": _port(tls_kube)}
+    client = k8s_jobs.KubeClient.in_cluster(environ, account)
+    assert client.server == tls_kube.host
+    name = _create(tls_kube, dedupe_key="w1", api=client)
+    tls_kube.jobs[(NAMESPACE, name)]["status"] = {"completionTime": "2026-11-25T12:00:00Z"}
+    # The kubelet rotates the projected token under a running pod: read per request.
+    (account / "token").write_text("token-2\n")
+    with pytest.raises(RetrainAlreadyTriggeredError):
+        _create(tls_kube, dedupe_key="w1", api=client)
+    tokens = [r.headers.get("Authorization") for r in tls_kube.requests]
+    assert tokens == ["Bearer token-1"] * 3 + ["Bearer token-2"] * 3
+
+
+@pytest.mark.parametrize("missing", ["KUBERNETES_SERVICE_HOST", "token", "ca.crt"])
+def test_in_cluster_without_its_pieces_is_no_credentials(
+    missing: str, tls: TlsFiles, tmp_path: Path
+) -> None:
+    account = _service_account(tmp_path / "sa", tls, "t")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    if missing in environ:
+        del environ[missing]
+    else:
+        (account / missing).unlink()
+    with pytest.raises(k8s_jobs.NoCredentialsError, match=missing):
+        k8s_jobs.KubeClient.in_cluster(environ, account)
+
+
+def test_a_ca_that_is_not_a_certificate_is_a_one_line_error(tls: TlsFiles, tmp_path: Path) -> None:
+    account = _service_account(tmp_path / "sa", tls, "t")
+    (account / "ca.crt").write_text("not a certificate\n")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    with pytest.raises(k8s_jobs.NoCredentialsError, match=r"ca\.crt") as caught:
+        k8s_jobs.KubeClient.in_cluster(environ, account)
+    assert "\n" not in str(caught.value)
+    config = _kubeconfig(tmp_path / "config", "https://127.0.0.1:6443", {"token": "t"})
+    _with_ca(config, tls, inline=True)
+    text = config.read_text().replace(
+        "certificate-authority-data: ", "certificate-authority-data: x"
+    )
+    config.write_text(text)
+    with pytest.raises(k8s_jobs.NoCredentialsError, match="TLS settings of context 'test'"):
+        k8s_jobs.KubeClient.from_kubeconfig([config])
+
+
+def test_a_server_certificate_of_another_ca_is_refused(tls_kube: FakeKube, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    account = _service_account(tmp_path / "sa", make_tls(other), "t")
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": _port(tls_kube)}
+    client = k8s_jobs.KubeClient.in_cluster(environ, account)
+    with pytest.raises(RetrainError, match=r"unreachable .*CERTIFICATE_VERIFY_FAILED"):
+        _create(tls_kube, api=client)
+    assert tls_kube.requests == []
+
+
+def _kubeconfig(path: Path, server: str, user: dict, *, current: str | None = "test") -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+    }
+    if current:
+        config["current-context"] = current
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _with_ca(path: Path, tls: TlsFiles, *, inline: bool) -> None:
+    config = yaml.safe_load(path.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    if inline:
+        cluster["certificate-authority-data"] = base64.b64encode(tls.ca.read_bytes()).decode()
+    else:
+        cluster["certificate-authority"] = tls.ca.name  # relative to the kubeconfig
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_kubeconfig_with_a_token_and_a_ca_file(tls_kube: FakeKube, tls: TlsFiles) -> None:
+    path = _kubeconfig(tls.ca.parent / "config", tls_kube.host, {"token": "kubeconfig-token"})
+    _with_ca(path, tls, inline=False)
+    assert _create(tls_kube, api=k8s_jobs.KubeClient.from_kubeconfig([path]))
+    assert {r.headers.get("Authorization") for r in tls_kube.requests} == {
+        "Bearer kubeconfig-token"
+    }
+
+
+def test_kubeconfig_with_an_inline_client_certificate(
+    tls_kube: FakeKube, tls: TlsFiles, tmp_path: Path
+) -> None:
+    user = {
+        "client-certificate-data": base64.b64encode(tls.client_cert.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(tls.client_key.read_bytes()).decode(),
+    }
+    path = _kubeconfig(tmp_path / "config", tls_kube.host, user)
+    _with_ca(path, tls, inline=True)
+    assert _create(tls_kube, api=k8s_jobs.KubeClient.from_kubeconfig([path]))
+    assert {r.client_certificate for r in tls_kube.requests} == {tls.client_name}
+    assert all("Authorization" not in r.headers for r in tls_kube.requests)
+
+
+def test_kubeconfig_exec_plugin_gives_the_token(
+    tls_kube: FakeKube, tls: TlsFiles, tmp_path: Path
+) -> None:
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": "from-plugin"},
+    }
+    # The plugin sees the cluster it is asked for, as kubectl tells it.
+    script = (
+        "import json, os, sys; info = json.loads(os.environ['KUBERNETES_EXEC_INFO']); "
+        f"assert info['spec']['cluster']['server'] == {tls_kube.host!r}; "
+        f"print(json.dumps({credential!r}))"
+    )
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": ["-c", script],
+        }
+    }
+    path = _kubeconfig(tmp_path / "config", tls_kube.host, user)
+    _with_ca(path, tls, inline=True)
+    assert _create(tls_kube, api=k8s_jobs.KubeClient.from_kubeconfig([path]))
+    assert {r.headers.get("Authorization") for r in tls_kube.requests} == {"Bearer from-plugin"}
+
+
+def test_a_failing_exec_plugin_is_no_credentials(tmp_path: Path) -> None:
+    user = {"exec": {"command": sys.executable, "args": ["-c", "raise SystemExit(3)"]}}
+    path = _kubeconfig(tmp_path / "config", "https://127.0.0.1:6443", user)
+    with pytest.raises(k8s_jobs.NoCredentialsError, match=r"exec plugin .* failed"):
+        k8s_jobs.KubeClient.from_kubeconfig([path])
+
+
+def test_kubeconfig_files_merge_as_kubectl_merges_them(tmp_path: Path) -> None:
+    # The first file to set a name wins; the current context may come from another file.
+    first = _kubeconfig(tmp_path / "a", "https://first:6443", {"token": "a"}, current=None)
+    second = _kubeconfig(tmp_path / "b", "https://second:6443", {"token": "b"})
+    environ = {"KUBECONFIG": f"{tmp_path / 'missing'}:{first}:{second}"}
+    paths = k8s_jobs.kubeconfig_paths(environ)
+    client = k8s_jobs.KubeClient.from_kubeconfig(paths)
+    assert client.server == "https://first:6443"
+
+
+def test_kubeconfig_without_current_context_or_with_an_unknown_one(tmp_path: Path) -> None:
+    path = _kubeconfig(tmp_path / "config", "https://x:6443", {"token": "t"}, current=None)
+    with pytest.raises(k8s_jobs.NoCredentialsError, match="no current-context"):
+        k8s_jobs.KubeClient.from_kubeconfig([path])
+    with pytest.raises(k8s_jobs.NoCredentialsError, match="no context named 'elsewhere'"):
+        k8s_jobs.KubeClient.from_kubeconfig([path], context="elsewhere")
+
+
+def test_kubeconfig_default_path_is_under_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert k8s_jobs.kubeconfig_paths() == [Path.home() / ".kube" / "config"]
+    # An empty KUBECONFIG is unset, as for kubectl.
+    assert k8s_jobs.kubeconfig_paths({"KUBECONFIG": ""}) == [Path.home() / ".kube" / "config"]
