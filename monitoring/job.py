@@ -145,6 +145,7 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
             snapshot,
             run_id=location.slug,
             metadata={"model_version": version},
+            timestamp=now,
         )
         drifted = drift.drifted_features(results)
         outputs = [name for name, column in results.prediction.items() if column.drifted]

@@ -28,6 +28,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +204,7 @@ class EvidentlyUi:
         name: str,
         tags: list[str],
         metadata: Mapping[str, str],
+        timestamp: datetime | None = None,
     ) -> uuid.UUID:
         from evidently.legacy.utils import NumpyEncoder
 
@@ -210,6 +212,9 @@ class EvidentlyUi:
         model.name = name
         model.tags = sorted({*model.tags, *tags})
         model.metadata = {**model.metadata, **metadata}
+        if timestamp is not None:
+            # The UI stores naive times and draws them as they are: UTC, as the run ids.
+            model.timestamp = timestamp.astimezone(UTC).replace(tzinfo=None)
         body = json.dumps(model.dict(), cls=NumpyEncoder, allow_nan=True).encode("utf-8")
         answer = self._call("POST", f"/api/v2/snapshots/{project}", body)
         try:
@@ -233,10 +238,12 @@ def store_snapshot(
     *,
     run_id: str,
     metadata: Mapping[str, str] | None = None,
+    timestamp: datetime | None = None,
 ) -> dict[str, Any] | None:
     """Store one run's snapshot in the project (tagged with its kind, named and
-    labelled with ``run_id``, the run's report folder); see the module's doc for what
-    it returns. Never raises for the UI's sake."""
+    labelled with ``run_id``, the run's report folder; dated ``timestamp``, the run's
+    time, rather than when the report was computed); see the module's doc for what it
+    returns. Never raises for the UI's sake."""
     if not settings.evidently_ui_url:
         return None
     secret = settings.evidently_ui_secret
@@ -254,6 +261,7 @@ def store_snapshot(
             name=f"{kind.value} {run_id}",
             tags=[kind.value],
             metadata={**(metadata or {}), "kind": kind.value, "run_id": run_id},
+            timestamp=timestamp,
         )
     except WorkspaceError as error:
         log.error("the snapshot was not stored in the Evidently UI", extra={"error": str(error)})

@@ -95,6 +95,7 @@ def _child(
 def evidently_ui(workdir: Path) -> Iterator[str]:
     """Evidently's UI (``evidently ui``, as the chart runs it) on a free loopback port,
     its workspace under ``workdir``; yields its base URL, stops it on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     command = [sys.executable, "-m", "evidently.cli", "ui", "--host", LOOPBACK]
