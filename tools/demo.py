@@ -3,7 +3,8 @@ embedded defaults, no network.
 
 Synthesize BAAC tables, train and promote a first model into a local registry, start
 the scorer (and a Pushgateway when the Debian ``prometheus-pushgateway`` binary is
-installed), send normal traffic, run the drift job (no drift expected), send drifted
+installed, and Evidently's UI, where each drift run stores its report), send normal
+traffic, run the drift job (no drift expected), send drifted
 traffic with delayed feedback labels, run the drift job again (drift: a local retrain
 runs, and its label guard and promotion gate decide), then check whether the scorer
 picked up a newly promoted version and summarise where the reports are.
