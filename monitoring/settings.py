@@ -118,6 +118,13 @@ class MonitoringSettings(BaseSettings):
     evidently_ui_timeout_seconds: float = Field(
         10.0, gt=0, description="Timeout of each call to the Evidently UI."
     )
+    evidently_ui_max_runs: int = Field(
+        60,
+        ge=1,
+        description="Runs of each kind the project keeps: older ones are deleted from the "
+        "UI, which holds every snapshot in memory (their size is measured in "
+        "docs/drift.md); the object store keeps its own reports.",
+    )
 
     # --- what a drift starts ---------------------------------------------------------
     retrain_mode: RetrainMode = Field(

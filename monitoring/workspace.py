@@ -12,6 +12,9 @@ It returns what goes in the run's summary: ``None`` when no UI is set, the proje
 snapshot and report URL when stored, ``{"error": ...}`` when storing failed. A failure
 is logged and never fails the run: the report is in the object store either way.
 
+**Bounded.** The UI keeps every snapshot of a project in memory, so a project keeps the
+newest ``evidently_ui_max_runs`` runs of each kind; a run deletes the older ones.
+
 **One project, whatever the concurrency.** The UI has no "create if absent", so two
 runs that both find no project would both create one. The project's id is therefore
 derived from its name (a UUID 5): every run creates, or finds, the same project, and
@@ -224,6 +227,20 @@ class EvidentlyUi:
                 f"the Evidently UI at {self.base_url} stored a snapshot without saying its id"
             ) from error
 
+    def prune(self, project: uuid.UUID, kind: SnapshotKind, *, keep: int) -> int:
+        """Delete the project's oldest snapshots of ``kind`` beyond the newest ``keep``;
+        returns how many. Two runs pruning at once delete the same ones: deleting a
+        snapshot that is already gone is no error."""
+        listed = self._call("GET", f"/api/projects/{project}/snapshots")
+        runs = sorted(
+            (s for s in listed if kind.value in s.get("tags", [])),
+            key=lambda s: (str(s["timestamp"]), str(s["id"])),
+        )
+        old = runs[: max(len(runs) - keep, 0)]
+        for snapshot in old:
+            self._call("DELETE", f"/api/projects/{project}/{snapshot['id']}")
+        return len(old)
+
 
 class _HttpStatusError(WorkspaceError):
     def __init__(self, message: str, *, status: int):
@@ -268,10 +285,17 @@ def store_snapshot(
         return {"stored": False, "run_id": run_id, "error": str(error)}
     url = report_url(ui.base_url, project, snapshot_id)
     log.info("snapshot stored in the Evidently UI", extra={"kind": kind.value, "url": url})
-    return {
+    record: dict[str, Any] = {
         "stored": True,
         "run_id": run_id,
         "project_id": str(project),
         "snapshot_id": str(snapshot_id),
         "url": url,
     }
+    try:
+        record["pruned"] = ui.prune(project, kind, keep=settings.evidently_ui_max_runs)
+    except WorkspaceError as error:
+        # Stored all the same; the next run prunes again.
+        log.warning("old snapshots were not pruned", extra={"error": str(error)})
+        record["prune_error"] = str(error)
+    return record

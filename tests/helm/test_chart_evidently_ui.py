@@ -26,6 +26,7 @@ UI = name("evidently-ui")
 UI_VARIABLES = {
     "MONITORING_EVIDENTLY_UI_URL",
     "MONITORING_EVIDENTLY_UI_PROJECT",
+    "MONITORING_EVIDENTLY_UI_MAX_RUNS",
     "MONITORING_EVIDENTLY_UI_SECRET",
 }
 
@@ -62,6 +63,8 @@ def test_the_drift_job_reaches_the_ui_service_with_its_write_secret(
     assert env["MONITORING_EVIDENTLY_UI_URL"]["value"] == f"http://{UI}.{NAMESPACE}.svc:{port}"
     project = env["MONITORING_EVIDENTLY_UI_PROJECT"]["value"]
     assert project == MonitoringSettings.model_fields["evidently_ui_project"].default
+    max_runs = int(env["MONITORING_EVIDENTLY_UI_MAX_RUNS"]["value"])
+    assert max_runs == MonitoringSettings.model_fields["evidently_ui_max_runs"].default
     reference = env["MONITORING_EVIDENTLY_UI_SECRET"]["valueFrom"]["secretKeyRef"]
     container = pod_spec(rendered.get("Deployment", UI))["containers"][0]
     ui_reference = env_of(container)["EVIDENTLY_SECRET"]["valueFrom"]["secretKeyRef"]

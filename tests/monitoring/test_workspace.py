@@ -12,6 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,31 @@ def test_panels_are_added_by_kind_and_a_persons_panels_are_kept(
         "A person's note",
         "Model quality from feedback labels",
     ]
+
+
+def test_a_project_keeps_the_newest_runs_of_each_kind(
+    ui: str, project_name: str, drift_snapshot: Any, make_settings: Settings
+) -> None:
+    settings = make_settings(
+        evidently_ui_url=ui, evidently_ui_project=project_name, evidently_ui_max_runs=2
+    )
+    quality = store_snapshot(
+        settings, SnapshotKind.QUALITY, drift_snapshot, run_id="q", timestamp=NOW
+    )
+    assert quality and quality["pruned"] == 0
+    for day in range(4):
+        stored = store_snapshot(
+            settings,
+            SnapshotKind.DRIFT,
+            drift_snapshot,
+            run_id=f"day-{day}",
+            timestamp=NOW + timedelta(days=day),
+        )
+        assert stored and stored["stored"] is True
+    assert stored["pruned"] == 1
+    names = sorted(s["name"] for s in _snapshots(ui, project_id(project_name)))
+    # The two newest drift runs, and the quality run: another kind, its own count.
+    assert names == ["drift day-2", "drift day-3", "quality q"]
 
 
 def test_a_ui_that_is_down_does_not_fail_the_drift_run(

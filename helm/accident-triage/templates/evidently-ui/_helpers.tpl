@@ -23,6 +23,8 @@ off. Call with the root context, indented by the caller.
   value: {{ include "triage.evidentlyUiUrl" . | quote }}
 - name: MONITORING_EVIDENTLY_UI_PROJECT
   value: {{ .Values.evidentlyUi.project | quote }}
+- name: MONITORING_EVIDENTLY_UI_MAX_RUNS
+  value: {{ .Values.evidentlyUi.maxRuns | quote }}
 - name: MONITORING_EVIDENTLY_UI_SECRET
   valueFrom:
     secretKeyRef:
