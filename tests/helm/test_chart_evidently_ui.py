@@ -102,7 +102,7 @@ def test_one_pod_owns_the_workspace_claim_probed_hardened_and_telemetry_off(
     [container] = spec["containers"]
     values = rendered.values
     assert container["image"].split(":")[0] == values["jobsImage"]["repository"]
-    assert container["command"][:2] == ["evidently", "ui"]
+    assert container["command"][:4] == ["python", "-m", "evidently.cli", "ui"]
     assert "--workspace=/data" in container["command"]
     assert "--host=0.0.0.0" in container["command"]
     assert env_values(container)["DO_NOT_TRACK"] == "1"
