@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the project's Python packages, on a fresh
 # Debian bookworm machine: the real servers the tests start (Prometheus, promtool,
-# Pushgateway), Helm and checkov for the chart, and Docker with debootstrap for the
-# offline image build. Idempotent: a second run only checks.
+# Pushgateway), headless Chromium for the Evidently UI's browser test, Helm and checkov
+# for the chart, and Docker with debootstrap for the offline image build. Idempotent: a
+# second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,8 @@ declare -A PACKAGES=(
     [dockerd]=docker.io
     [debootstrap]=debootstrap
     [wrk]=wrk
+    # The browser test of the Evidently UI (tests/monitoring/test_workspace_browser.py).
+    [chromium]=chromium
 )
 
 missing=()

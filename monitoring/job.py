@@ -14,7 +14,7 @@ from core import contract, k8s_jobs
 from core.errors import RetrainError, TriageError
 from core.registry import Registry
 from core.storage import Storage, open_storage
-from monitoring import compaction, drift, push, retrain
+from monitoring import compaction, drift, push, retrain, workspace
 from monitoring.reports import ReportLocation
 from monitoring.settings import MonitoringSettings
 
@@ -105,6 +105,7 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
         "report": location.urls(with_evidently=False),
         "started_at": now.isoformat(),
         "compaction": housekeeping,
+        "evidently_ui": None,
     }
 
     insufficient = current_rows < settings.min_rows
@@ -138,6 +139,14 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
                 extra={"features": list(results.empty_features)},
             )
         location.write_evidently(snapshot.get_html_str(as_iframe=False), snapshot.json())
+        summary["evidently_ui"] = workspace.store_snapshot(
+            settings,
+            workspace.SnapshotKind.DRIFT,
+            snapshot,
+            run_id=location.slug,
+            metadata={"model_version": version},
+            timestamp=now,
+        )
         drifted = drift.drifted_features(results)
         outputs = [name for name, column in results.prediction.items() if column.drifted]
         prediction_drift = bool(outputs)

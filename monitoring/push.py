@@ -74,6 +74,24 @@ def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
             if value is not None:
                 share.labels(source=source).set(value)
 
+    stored = summary.get("evidently_ui")
+    if stored:
+        gauge(
+            "triage_drift_ui_snapshot_stored",
+            "1 when the run's snapshot was stored in the Evidently UI, 0 when that failed.",
+        ).set(1 if stored.get("stored") else 0)
+        if stored.get("stored"):
+            # One series per run: what the Grafana dashboard links each run's report by.
+            gauge(
+                "triage_drift_report_info",
+                "The run's report in the Evidently UI (always 1).",
+                ("run", "project_id", "snapshot_id"),
+            ).labels(
+                run=stored["run_id"],
+                project_id=stored["project_id"],
+                snapshot_id=stored["snapshot_id"],
+            ).set(1)
+
     retrain = summary.get("retrain", {})
     gauge("triage_drift_retrain_triggered", "1 when the last run started a retrain Job.").set(
         1 if retrain.get("triggered") else 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import layout
@@ -101,6 +101,31 @@ class MonitoringSettings(BaseSettings):
     )
     push_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of the push.")
 
+    # --- Evidently UI (monitoring/workspace.py) ----------------------------------------
+    evidently_ui_url: str | None = Field(
+        None,
+        description="Base URL of an Evidently UI (http://host:8000): every run's snapshot is "
+        "also stored in its project, through its HTTP API; unset: store none.",
+    )
+    evidently_ui_project: str = Field(
+        "accident-triage",
+        min_length=1,
+        description="Name of the Evidently project the snapshots go to (found or created).",
+    )
+    evidently_ui_secret: SecretStr | None = Field(
+        None, description="The UI's --secret, required by its write API when it has one."
+    )
+    evidently_ui_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of each call to the Evidently UI."
+    )
+    evidently_ui_max_runs: int = Field(
+        60,
+        ge=1,
+        description="Runs of each kind the project keeps: older ones are deleted from the "
+        "UI, which holds every snapshot in memory (their size is measured in "
+        "docs/drift.md); the object store keeps its own reports.",
+    )
+
     # --- what a drift starts ---------------------------------------------------------
     retrain_mode: RetrainMode = Field(
         RetrainMode.LOCAL,
@@ -155,6 +180,13 @@ class MonitoringSettings(BaseSettings):
         description="Feedback days older than this are deleted; unset: labels are "
         "training data, kept.",
     )
+
+    @field_validator("evidently_ui_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value or None
 
     @model_validator(mode="after")
     def _check_caps(self) -> MonitoringSettings:

@@ -8,6 +8,7 @@ failed, 2: bad arguments), as for every command of the project.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -60,17 +61,29 @@ def _demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         seconds=args.seconds,
         pushgateway=not args.no_pushgateway,
+        evidently_ui=not args.no_evidently_ui,
     )
     # SIGTERM (a CI timeout, `kill`) would end the process without running the
     # `finally` blocks that stop the scorer and the Pushgateway: treat it as Ctrl-C,
     # which asyncio and subprocess.run also clean up after.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    result = run_demo(options)
-    # The demo's result is for people: a short report; the full JSON goes next to it.
-    result_file = Path(result["workdir"]) / "demo-result.json"
-    result_file.write_text(json.dumps(result, indent=2, default=str, ensure_ascii=False))
-    print(format_report(result))
-    print(f"  full result        {result_file}")
+    # The Evidently UI outlives the demo's other servers: it is up while the report
+    # that prints its URL is read, and stops when this block ends.
+    with contextlib.ExitStack() as keep:
+        result = run_demo(options, keep=keep)
+        # The demo's result is for people: a short report; the full JSON goes next to it.
+        result_file = Path(result["workdir"]) / "demo-result.json"
+        result_file.write_text(json.dumps(result, indent=2, default=str, ensure_ascii=False))
+        print(format_report(result))
+        print(f"  full result        {result_file}")
+        if options.evidently_ui:
+            if args.keep_ui:
+                print("  The Evidently UI stays up until Ctrl-C.", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+            else:
+                print("  The Evidently UI stops with the demo: --keep-ui keeps it up.")
     return 0
 
 
@@ -107,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--no-pushgateway", action="store_true", help="do not start a local Pushgateway"
+    )
+    demo.add_argument(
+        "--no-evidently-ui", action="store_true", help="do not start a local Evidently UI"
+    )
+    demo.add_argument(
+        "--keep-ui",
+        action="store_true",
+        help="keep the Evidently UI up after the demo, until Ctrl-C",
     )
     demo.set_defaults(handler=_demo)
 

@@ -3,7 +3,8 @@ embedded defaults, no network.
 
 Synthesize BAAC tables, train and promote a first model into a local registry, start
 the scorer (and a Pushgateway when the Debian ``prometheus-pushgateway`` binary is
-installed), send normal traffic, run the drift job (no drift expected), send drifted
+installed, and Evidently's UI, where each drift run stores its report), send normal
+traffic, run the drift job (no drift expected), send drifted
 traffic with delayed feedback labels, run the drift job again (drift: a local retrain
 runs, and its label guard and promotion gate decide), then check whether the scorer
 picked up a newly promoted version and summarise where the reports are.
@@ -23,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,7 @@ PUSHGATEWAY_BINARY = "prometheus-pushgateway"
 SCORER_POLL_SECONDS = 1.0
 SCORER_FLUSH_SECONDS = 1.0
 PICKUP_TIMEOUT_SECONDS = 30.0
+EVIDENTLY_WORKSPACE = "evidently-workspace"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class DemoOptions:
     feedback_share: float = 0.5
     feedback_delay: float = 0.5
     pushgateway: bool = True
+    evidently_ui: bool = True
     seed: int = 42
 
 
@@ -87,6 +90,26 @@ def _child(
         grace=10.0,
         name=name,
     )
+
+
+@contextlib.contextmanager
+def evidently_ui(workdir: Path) -> Iterator[str]:
+    """Evidently's UI (``evidently ui``, as the chart runs it) on a free loopback port,
+    its workspace under ``workdir``; yields its base URL, stops it on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    command = [sys.executable, "-m", "evidently.cli", "ui", "--host", LOOPBACK]
+    command += ["--port", str(port), "--workspace", str(workdir / EVIDENTLY_WORKSPACE)]
+    with _child(
+        "Evidently UI",
+        command,
+        ready_url=f"{url}/api/version",
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+        log=workdir / "evidently-ui.log",
+        timeout=60.0,
+    ):
+        yield url
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -131,7 +154,12 @@ def served_version(base_url: str) -> str | None:
 
 
 def _drift_settings(
-    options: DemoOptions, registry: Path, raw: Path, start: datetime, pushgateway: str | None
+    options: DemoOptions,
+    registry: Path,
+    raw: Path,
+    start: datetime,
+    pushgateway: str | None,
+    ui: str | None,
 ) -> MonitoringSettings:
     end = datetime.now(UTC) + timedelta(seconds=1)
     values: dict[str, Any] = {
@@ -142,6 +170,7 @@ def _drift_settings(
         "retrain_mode": RetrainMode.LOCAL,
         "training_raw_uri": str(raw),
         "pushgateway_url": pushgateway,
+        "evidently_ui_url": ui,
     }
     return MonitoringSettings(**values)
 
@@ -172,11 +201,14 @@ def _short(summary: Mapping[str, Any]) -> dict[str, Any]:
         },
         "retrain": summary.get("retrain"),
         "report": summary.get("report"),
+        "evidently_ui": summary.get("evidently_ui"),
         "seconds": summary.get("seconds"),
     }
 
 
-def run_demo(options: DemoOptions) -> dict[str, Any]:
+def run_demo(options: DemoOptions, *, keep: contextlib.ExitStack | None = None) -> dict[str, Any]:
+    """The whole demo; its servers stop when it returns, but for the Evidently UI when
+    ``keep`` is given: it then stops with ``keep``, after the caller printed its URL."""
     from training.settings import TrainingSettings
     from training.synthetic import synthesize
     from training.train import train
@@ -236,6 +268,12 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             else f"not started ({PUSHGATEWAY_BINARY} not installed)"
         )
 
+        ui_url = None
+        if options.evidently_ui:
+            ui_url = (keep or stack).enter_context(evidently_ui(workdir))
+            log.info("Evidently UI started", extra={"url": ui_url})
+        result["evidently_ui"] = ui_url or "not started (--no-evidently-ui)"
+
         log.info("demo 3/7: starting the scorer")
         port = free_port()
         base_url = f"http://{LOOPBACK}:{port}"
@@ -267,7 +305,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         result["normal_traffic"] = normal
         log.info("demo 5/7: drift job on the normal traffic")
         result["drift_run_normal"] = _short(
-            run_drift(_drift_settings(options, registry, raw, normal_start, pushgateway_url))
+            run_drift(
+                _drift_settings(options, registry, raw, normal_start, pushgateway_url, ui_url)
+            )
         )
 
         log.info("demo 6/7: drifted traffic", extra={"drift": options.drift})
@@ -286,7 +326,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         wait_for_flush(base_url, normal["ok"] + drifted["ok"])
         result["drifted_traffic"] = drifted
         log.info("demo 7/7: drift job on the drifted traffic")
-        second = run_drift(_drift_settings(options, registry, raw, drifted_start, pushgateway_url))
+        second = run_drift(
+            _drift_settings(options, registry, raw, drifted_start, pushgateway_url, ui_url)
+        )
         result["drift_run_drifted"] = _short(second)
 
         training = second.get("retrain", {}).get("training") or {}
@@ -363,7 +405,12 @@ def format_report(result: Mapping[str, Any]) -> str:
     lines += [
         f"  HTML report 1      {normal['report'].get('html')}",
         f"  HTML report 2      {drifted['report'].get('html')}",
-        f"  Pushgateway        {result['pushgateway']}",
+        f"  Evidently UI       {result['evidently_ui']}",
     ]
+    for number, summary in enumerate((normal, drifted), start=1):
+        stored = summary.get("evidently_ui") or {}
+        if stored:
+            lines.append(f"    run {number} report    {stored.get('url') or stored.get('error')}")
+    lines.append(f"  Pushgateway        {result['pushgateway']}")
     lines += [f"    {line}" for line in result.get("pushed_metrics", [])]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ from tests.grafana.live_stack import (
     wait_for_series,
 )
 from tests.support import LOOPBACK, free_port, running_process
+from tools.demo import evidently_ui
 
 # --- stand-ins for the simulator and the drift job ------------------------------------
 
@@ -128,6 +130,9 @@ def push_drift_metrics(
     last_retrain = finished if dataset_drift else finished - 86400
     gauge("triage_drift_last_retrain_timestamp_seconds").set(last_retrain)
     gauge("triage_drift_last_success_timestamp_seconds").set(finished)
+    gauge("triage_drift_ui_snapshot_stored").set(1)
+    report = gauge("triage_drift_report_info", ("run", "project_id", "snapshot_id"))
+    report.labels(f"run-{seed}", "project", f"snapshot-{seed}").set(1)
     push_to_gateway(pushgateway_url, job="drift", registry=registry)
 
 
@@ -342,12 +347,16 @@ def _simulate_and_run_drift_job(stack: LiveStack) -> None:
     assert simulated["errors"] == 0, simulated
     # The scorer flushes its inference log every second.
     time.sleep(3)
-    drift = _run_module(
-        "monitoring", "drift", "--registry", str(stack.registry),
-        "--pushgateway-url", stack.pushgateway_url, "--min-rows", "200",
-        "--retrain-mode", "local", "--training-raw", "synthetic://?accidents=3000",
-    )  # fmt: skip
+    # The Evidently UI as the demo starts it: the run stores its report there.
+    with tempfile.TemporaryDirectory() as folder, evidently_ui(Path(folder)) as ui:
+        drift = _run_module(
+            "monitoring", "drift", "--registry", str(stack.registry),
+            "--pushgateway-url", stack.pushgateway_url, "--min-rows", "200",
+            "--retrain-mode", "local", "--training-raw", "synthetic://?accidents=3000",
+            "--evidently-ui-url", ui,
+        )  # fmt: skip
     assert drift["dataset_drift"] is True, drift
+    assert drift["evidently_ui"]["stored"] is True, drift["evidently_ui"]
     assert drift["retrain"]["triggered"] is True, drift["retrain"]
 
 

@@ -711,6 +711,7 @@ DELIBERATE = {
     "MONITORING_PUSHGATEWAY_URL": "the bundled Pushgateway",
     "MONITORING_NAMESPACE": "the release namespace",
     "MONITORING_TRAINING_CRONJOB": "the release's own training CronJob",
+    "MONITORING_EVIDENTLY_UI_URL": "the bundled Evidently UI, when evidentlyUi.enabled",
     "TRAINING_REGISTRY_URI": "the release's bucket",
     "TRAINING_RAW_URI": "a size for the chart (training.rawUri, training.bootstrap)",
     "TRAINING_FIRST_MODEL_ONLY": "the first-model Job's whole point",

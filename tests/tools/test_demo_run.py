@@ -1,19 +1,23 @@
 """``python -m tools demo`` (``make demo``), the README's main command, run as a user runs it:
 a fresh folder, embedded defaults (smaller data, for time), no network. It must end
-in time, tell the story (no drift, then drift and a retrain), and leave no process."""
+in time, tell the story (no drift, then drift and a retrain, both runs in the Evidently
+UI, which ``--keep-ui`` keeps up after the report until Ctrl-C), and leave no process."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support import processes_mentioning
+from tools.processes import http_get
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
@@ -30,29 +34,46 @@ def _listening(url: str) -> bool:
 
 def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools",
-            "demo",
-            "--workdir",
-            str(workdir),
-            "--accidents",
-            "6000",
-            "--rate",
-            "200",
-            "--seconds",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
-        env={**os.environ, "DO_NOT_TRACK": "1"},
-        stdin=subprocess.DEVNULL,
-        cwd=ROOT,
+    command = [sys.executable, "-m", "tools", "demo", "--workdir", str(workdir)]
+    command += ["--accidents", "6000", "--rate", "200", "--seconds", "6", "--keep-ui"]
+    with (tmp_path / "stderr.log").open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "DO_NOT_TRACK": "1"},
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        # A demo that never gets to its report must not hold the suite: killed after.
+        watchdog = threading.Timer(420, process.kill)
+        watchdog.start()
+        try:
+            assert process.stdout is not None
+            printed = []
+            for line in process.stdout:
+                printed.append(line)
+                if "The Evidently UI stays up until Ctrl-C." in line:
+                    break
+            ui_status = None
+            if printed and "stays up until Ctrl-C" in printed[-1]:
+                result = json.loads((workdir / "demo-result.json").read_text())
+                # --keep-ui: the UI still answers after the demo printed its report.
+                ui_page = result["drift_run_drifted"]["evidently_ui"]["url"]
+                ui_status = http_get(ui_page, timeout=10)[0]
+                process.send_signal(signal.SIGTERM)
+            rest, _ = process.communicate(timeout=60)
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    completed = subprocess.CompletedProcess(
+        command, process.returncode, "".join(printed) + rest, (tmp_path / "stderr.log").read_text()
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert ui_status == 200
     assert "Demo finished in" in completed.stdout
     result = json.loads((workdir / "demo-result.json").read_text())
     assert result["seconds"] < 300
@@ -77,6 +98,16 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     assert result["drifted_traffic"]["feedback"]["sent"] > 300
     for run in (normal, drifted):
         assert Path(run["report"]["html"].removeprefix("file://")).is_file()
+
+    # Both runs' reports are in the Evidently UI the demo started; its URL is printed.
+    ui = result["evidently_ui"]
+    assert ui.startswith("http://127.0.0.1:") and f"Evidently UI       {ui}" in completed.stdout
+    for run in (normal, drifted):
+        stored = run["evidently_ui"]
+        assert stored["stored"] is True and stored["url"].startswith(f"{ui}/projects/")
+        assert stored["url"] in completed.stdout
+    assert "The Evidently UI stays up until Ctrl-C." in completed.stdout
+    assert not _listening(ui)
 
     assert not _listening(result["scorer"]["url"])
     if result["pushgateway"].startswith("http://"):
