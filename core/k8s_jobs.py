@@ -346,7 +346,7 @@ def _merged_kubeconfig(paths: Sequence[Path]) -> dict[str, Any]:
 
 def _parse_kubeconfig(path: Path, text: str) -> dict[str, Any]:
     try:
-        import yaml  # only outside a cluster; uvicorn[standard] and evidently bring it
+        import yaml  # only outside a cluster
 
         document = yaml.safe_load(text)
     except ImportError:  # pragma: no cover - both images carry PyYAML
