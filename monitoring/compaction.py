@@ -308,8 +308,11 @@ def run_compaction(
     """Compaction of every finished day, deletion of what earlier runs replaced, then
     retention; one day's failure is reported and the next day tried."""
     now = now.astimezone(UTC)
-    # The drift window's days (a backfill's too) are kept whatever the retention says.
-    window_start = Window.ending(settings.window_end or now, settings.window_hours).start
+    # The drift and quality windows' days (a backfill's too) are kept whatever the
+    # retention says.
+    window_start = Window.ending(
+        settings.window_end or now, max(settings.window_hours, settings.quality_window_hours)
+    ).start
     keep_logs_from = min(
         (now - timedelta(days=settings.retention_days)).date(), window_start.date()
     )
