@@ -1,8 +1,8 @@
 """Realised quality: the feedback labels joined with the predictions they label, per
 served version, beside the held-out figures of that version's manifest.
 
-A step of every drift run (``monitoring/job.py``), and its own command, ``python -m
-monitoring quality``. The predictions are the inference-log rows whose timestamp is in
+A step of every drift run (``monitoring/job.py``; ``quality_enabled`` turns it off).
+The predictions are the inference-log rows whose timestamp is in
 the quality window (``quality_window_hours`` up to ``window_end``); the labels are
 those stored from the window's first day to now, read and made one per request id by
 ``core/feedback.py`` (the training job's reader and rule: the first label wins, unless

@@ -99,7 +99,7 @@ class MonitoringSettings(BaseSettings):
     quality_enabled: bool = Field(
         True,
         description="Measure each served version's realised quality from the feedback "
-        "labels in every drift run (python -m monitoring quality does it alone).",
+        "labels in every drift run.",
     )
     quality_window_hours: float = Field(
         168.0,

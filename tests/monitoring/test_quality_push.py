@@ -45,7 +45,9 @@ def test_a_drift_run_pushes_quality_figures_and_label_counts_per_version(
     new = [traffic.predict(NOW - timedelta(hours=1, minutes=i), NEW, 0.3) for i in range(8)]
     traffic.flush()
     traffic.label(NOW, [(rid, 1) for rid in old[:4]] + [(rid, 0) for rid in new[:5]])
-    traffic.label(NOW + timedelta(minutes=1), [(new[0], 1), (issued_id(NOW - timedelta(minutes=1)), 1)])
+    traffic.label(
+        NOW + timedelta(minutes=1), [(new[0], 1), (issued_id(NOW - timedelta(minutes=1)), 1)]
+    )
     settings = make_settings(
         pushgateway_url=pushgateway, quality_min_labels=7, compaction_enabled=False
     )
