@@ -108,7 +108,7 @@ class MonitoringSettings(BaseSettings):
         "their labels: longer than the drift window, since labels arrive late.",
     )
     quality_min_labels: int = Field(
-        500,
+        1000,
         ge=1,
         description="A version's realised quality is judged against its manifest (alerts, "
         "retrain) only with at least this many labelled predictions (the sampling noise "
