@@ -266,3 +266,32 @@ def test_an_unreadable_log_file_is_skipped_and_counted(
     assert summary["files"]["inference_logs_unreadable"] == 1
     assert summary["versions"][NEW]["matched"] == 1
     json.dumps(summary)  # the summary is JSON as it is
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "reason"),
+    [
+        ({"insufficient_data": True}, True, "quality decay (f1 down)"),
+        ({"drift_detected": True}, True, "drift (why); quality decay (f1 down)"),
+        ({"quality_decay": None}, False, "no drift (why)"),
+        ({"mode": retrain.RetrainMode.DISABLED}, False, "retraining is disabled"),
+        ({"last_triggered_at": NOW - timedelta(hours=2)}, False, "cooldown until"),
+    ],
+)
+def test_drift_and_quality_decay_make_one_decision(
+    case: dict[str, Any], expected: bool, reason: str
+) -> None:
+    arguments: dict[str, Any] = {
+        "insufficient_data": False,
+        "drift_detected": False,
+        "mode": retrain.RetrainMode.LOCAL,
+        "last_triggered_at": None,
+        "now": NOW,
+        "cooldown_hours": 24,
+        "drift_reason": "why",
+        "quality_decay": "f1 down",
+        **case,
+    }
+    decision = retrain.decide(**arguments)
+    assert decision.retrain is expected
+    assert reason in decision.reason
