@@ -212,24 +212,8 @@ def measure_quality(
     candidates = accepted[candidate.to_numpy(dtype=bool)]
 
     wanted = pa.array(candidates[layout.REQUEST_ID].astype(str).tolist(), pa.string())
-    served: Counter[str] = Counter()
-    frames: list[pd.DataFrame] = []
-    files, unreadable = 0, []
-    for day in window.days():
-        read = partitions.read_day(
-            log_storage, layout.INFERENCE_LOG_PREFIX, day, partial(_read_log_rows, window, wanted)
-        )
-        files += read.files
-        unreadable.extend(read.unreadable)
-        for result in read.results:
-            served.update(result.served)
-            if len(result.rows):
-                frames.append(result.rows)
-    rows = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame({name: pd.Series(dtype=object) for name in _LOG_COLUMNS})
-    )
+    predictions = _read_predictions(log_storage, window, wanted)
+    served, rows = predictions.served, predictions.rows
     versions_of_id = rows.groupby(layout.REQUEST_ID)[layout.MODEL_VERSION].nunique()
     ambiguous_ids = set(versions_of_id[versions_of_id > 1].index)
     # The same row logged twice (a retried flush) is one prediction.
@@ -248,41 +232,26 @@ def measure_quality(
     if unknown:
         log.warning("labels for request ids without a logged prediction", extra={"rows": unknown})
 
-    duplicates_by_version = Counter[str]()
-    for request_id, version in zip(
-        joined[layout.REQUEST_ID], joined[layout.MODEL_VERSION], strict=True
-    ):
-        duplicates_by_version[str(version)] += int(extra_labels.get(request_id, 0))
+    duplicates = (
+        joined[layout.REQUEST_ID]
+        .map(extra_labels)
+        .fillna(0)
+        .groupby(joined[layout.MODEL_VERSION])
+        .sum()
+    )
     results: dict[str, VersionQuality] = {}
     snapshots: dict[str, Snapshot] = {}
     for version in sorted(served):
-        own = joined[joined[layout.MODEL_VERSION] == version]
-        manifest, threshold = _manifest_figures(registry, version)
-        figures: dict[str, float | None] = {}
-        matrix = None
-        if len(own) and threshold is not None:
-            labels_of = own[layout.LABEL].to_numpy(dtype=np.int64)
-            probability = own[layout.PROBABILITY].to_numpy(dtype=np.float64)
-            snapshot = run_report(labels_of, probability, threshold, version=version)
-            snapshots[version] = snapshot
-            figures = {**read_figures(snapshot.dict()), **numpy_figures(labels_of, probability)}
-            matrix = confusion_matrix(labels_of, probability, threshold)
-        quality = VersionQuality(
-            version=version,
+        results[version], snapshot = _version_quality(
+            settings,
+            registry,
+            version,
+            joined[joined[layout.MODEL_VERSION] == version],
             served=served[version],
-            matched=len(own),
-            duplicate=duplicates_by_version[version],
-            threshold=threshold,
-            figures={name: figures.get(name) for name in FIGURES} if figures else {},
-            confusion_matrix=matrix,
-            manifest=manifest,
-            decayed=(
-                decayed_figures(figures, manifest, settings.quality_tolerance)
-                if len(own) >= settings.quality_min_labels and manifest
-                else []
-            ),
+            duplicate=int(duplicates.get(version, 0)),
         )
-        results[version] = quality
+        if snapshot is not None:
+            snapshots[version] = snapshot
 
     decay = None
     production = results.get(production_version or "")
@@ -313,13 +282,84 @@ def measure_quality(
         "files": {
             "labels": stored.files,
             "labels_unreadable": stored.unreadable_files,
-            "inference_logs": files,
-            "inference_logs_unreadable": len(unreadable),
+            "inference_logs": predictions.files,
+            "inference_logs_unreadable": len(predictions.unreadable),
         },
         "versions": {version: quality.to_dict() for version, quality in results.items()},
         "decay": decay,
     }
     return QualityRun(summary, snapshots, decay)
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    served: Counter[str]
+    """Predictions of the window per version."""
+    rows: pd.DataFrame
+    """The window's predictions whose request id has a label."""
+    files: int
+    unreadable: list[str]
+
+
+def _read_predictions(storage: Storage, window: Window, wanted: pa.Array) -> _Predictions:
+    """The window's days of inference logs, each as ``core/partitions.py`` resolves
+    it, one file at a time: counts per version, and the labelled rows only."""
+    served: Counter[str] = Counter()
+    frames: list[pd.DataFrame] = []
+    files, unreadable = 0, []
+    for day in window.days():
+        read = partitions.read_day(
+            storage, layout.INFERENCE_LOG_PREFIX, day, partial(_read_log_rows, window, wanted)
+        )
+        files += read.files
+        unreadable.extend(read.unreadable)
+        for result in read.results:
+            served.update(result.served)
+            if len(result.rows):
+                frames.append(result.rows)
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame({name: pd.Series(dtype=object) for name in _LOG_COLUMNS})
+    )
+    return _Predictions(served, rows, files, unreadable)
+
+
+def _version_quality(
+    settings: MonitoringSettings,
+    registry: Registry,
+    version: str,
+    own: pd.DataFrame,
+    *,
+    served: int,
+    duplicate: int,
+) -> tuple[VersionQuality, Snapshot | None]:
+    """One version's figures on its matched labels (``own``), beside its manifest's."""
+    manifest, threshold = _manifest_figures(registry, version)
+    figures: dict[str, float | None] = {}
+    matrix, snapshot = None, None
+    if len(own) and threshold is not None:
+        labels = own[layout.LABEL].to_numpy(dtype=np.int64)
+        probability = own[layout.PROBABILITY].to_numpy(dtype=np.float64)
+        snapshot = run_report(labels, probability, threshold, version=version)
+        figures = {**read_figures(snapshot.dict()), **numpy_figures(labels, probability)}
+        matrix = confusion_matrix(labels, probability, threshold)
+    quality = VersionQuality(
+        version=version,
+        served=served,
+        matched=len(own),
+        duplicate=duplicate,
+        threshold=threshold,
+        figures={name: figures.get(name) for name in FIGURES} if figures else {},
+        confusion_matrix=matrix,
+        manifest=manifest,
+        decayed=(
+            decayed_figures(figures, manifest, settings.quality_tolerance)
+            if len(own) >= settings.quality_min_labels and manifest
+            else []
+        ),
+    )
+    return quality, snapshot
 
 
 def _manifest_figures(
