@@ -179,7 +179,7 @@ class MonitoringSettings(BaseSettings):
         14,
         ge=1,
         description="Inference-log days and drift reports older than this are deleted "
-        "(never a day of the drift window). Sized for a kind cluster's 5 Gi SeaweedFS "
+        "(never a day of the drift or quality window). Sized for a kind cluster's 5 Gi SeaweedFS "
         "claim from the measured bytes a row (docs/drift.md, 'Compaction and retention').",
     )
     feedback_retention_days: int | None = Field(

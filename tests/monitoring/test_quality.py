@@ -25,6 +25,7 @@ from core import claims, layout
 from core.registry import Registry
 from core.storage import Storage, open_storage
 from monitoring import quality, retrain
+from monitoring.compaction import run_compaction
 from monitoring.job import run_drift
 from monitoring.reports import quality_html, write_last_retrain
 from monitoring.settings import MonitoringSettings
@@ -295,3 +296,21 @@ def test_drift_and_quality_decay_make_one_decision(
     decision = retrain.decide(**arguments)
     assert decision.retrain is expected
     assert reason in decision.reason
+
+
+def test_retention_keeps_the_days_of_the_quality_window(
+    make_settings: Settings, live_storage: Storage, versions: Registry
+) -> None:
+    """Late labels need their predictions: a day inside the quality window is kept
+    whatever the retention says, and expires once quality is turned off."""
+    traffic = Traffic(live_storage)
+    traffic.predict(NOW - timedelta(days=2), NEW, 0.7)
+    traffic.flush()
+    day = layout.day_prefix(layout.INFERENCE_LOG_PREFIX, (NOW - timedelta(days=2)).date())
+    settings = make_settings(retention_days=1, quality_window_hours=72)
+    run_compaction(settings, live_storage, live_storage, now=NOW)
+    assert live_storage.list(day)
+    run_compaction(
+        settings.model_copy(update={"quality_enabled": False}), live_storage, live_storage, now=NOW
+    )
+    assert not live_storage.list(day)
