@@ -15,8 +15,9 @@ cannot be read is left as it is, not replaced; a day that gets late files after 
 compaction is compacted again, into the next generation.
 
 **Retention.** Whole days of inference logs older than ``retention_days``, and drift
-reports older than that, are deleted; never a day of the current drift window, never
-the retrain record (``last-retrain.json``, the cooldown's), never a model. Feedback labels are
+reports older than that, are deleted; never a day of the current drift or quality
+window, never the retrain record (``last-retrain.json``, the cooldown's), never a
+model. Feedback labels are
 training data: kept unless ``feedback_retention_days`` is set.
 """
 
@@ -308,8 +309,12 @@ def run_compaction(
     """Compaction of every finished day, deletion of what earlier runs replaced, then
     retention; one day's failure is reported and the next day tried."""
     now = now.astimezone(UTC)
-    # The drift window's days (a backfill's too) are kept whatever the retention says.
-    window_start = Window.ending(settings.window_end or now, settings.window_hours).start
+    # The drift and quality windows' days (a backfill's too) are kept whatever the
+    # retention says.
+    kept_hours = max(
+        settings.window_hours, settings.quality_window_hours if settings.quality_enabled else 0
+    )
+    window_start = Window.ending(settings.window_end or now, kept_hours).start
     keep_logs_from = min(
         (now - timedelta(days=settings.retention_days)).date(), window_start.date()
     )

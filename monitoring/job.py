@@ -1,5 +1,6 @@
-"""The drift job, end to end: load the window and the reference, compare, write the
-reports, decide on a retrain, push the metrics. ``python -m monitoring drift`` calls
+"""The drift job, end to end: compact, load the window and the reference, compare,
+measure the realised quality from the feedback labels, write the reports, decide on a
+retrain, push the metrics. ``python -m monitoring drift`` calls
 :func:`run_drift` and prints the summary it returns.
 """
 
@@ -14,8 +15,8 @@ from core import contract, k8s_jobs
 from core.errors import RetrainError, TriageError
 from core.registry import Registry
 from core.storage import Storage, open_storage
-from monitoring import compaction, drift, push, retrain, workspace
-from monitoring.reports import ReportLocation
+from monitoring import compaction, drift, push, quality, retrain, workspace
+from monitoring.reports import ReportLocation, quality_html
 from monitoring.settings import MonitoringSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,49 @@ def _compact(
     except TriageError as error:
         log.error("compaction failed", extra={"error": str(error)})
         return {"error": str(error)}
+
+
+def _quality(
+    settings: MonitoringSettings,
+    registry: Registry,
+    log_storage: Storage,
+    location: ReportLocation,
+    version: str,
+    now: datetime,
+) -> quality.QualityRun | None:
+    """The realised-quality step; its reports are written beside the drift report. A
+    failure is reported in the summary (as an error, judging nothing) and never stops
+    the drift run."""
+    if not settings.quality_enabled:
+        return None
+    try:
+        measured = quality.measure_quality(
+            settings,
+            registry=registry,
+            log_storage=log_storage,
+            production_version=version,
+            now=now,
+        )
+        for served, snapshot in measured.snapshots.items():
+            location.write_quality(served, snapshot.get_html_str(as_iframe=False), snapshot.json())
+            stored = measured.summary["versions"][served]
+            stored["report"] = location.url(quality_html(served))
+            stored["evidently_ui"] = workspace.store_snapshot(
+                settings,
+                workspace.SnapshotKind.QUALITY,
+                snapshot,
+                run_id=location.slug,
+                metadata={"model_version": served},
+                timestamp=now,
+            )
+    except TriageError as error:
+        log.error("quality measurement failed", extra={"error": str(error)})
+        return quality.QualityRun({"error": str(error)}, {}, None)
+    log.info(
+        "realised quality measured",
+        extra={"labels": measured.summary["labels"], "decay": measured.decay},
+    )
+    return measured
 
 
 def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> dict[str, Any]:
@@ -179,6 +223,8 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
             report=location.urls(with_evidently=True),
         )
 
+    measured = _quality(settings, registry, log_storage, location, version, now)
+    summary["quality"] = measured.summary if measured else None
     decision = retrain.decide(
         insufficient_data=insufficient,
         drift_detected=drift_detected,
@@ -187,6 +233,7 @@ def run_drift(settings: MonitoringSettings, *, now: datetime | None = None) -> d
         now=now,
         cooldown_hours=settings.cooldown_hours,
         drift_reason=drift_reason,
+        quality_decay=(measured.decay if measured and settings.retrain_on_quality_decay else None),
     )
     failure: RetrainError | None = None
     try:

@@ -1,4 +1,5 @@
-"""The drift job's metrics, pushed to a Prometheus Pushgateway (``job="drift"``).
+"""The drift job's metrics, its realised-quality ones included, pushed to a
+Prometheus Pushgateway (``job="drift"``).
 
 A batch job is gone before Prometheus could scrape it, hence the push. Each run
 replaces the whole group (HTTP PUT), so a metric the run did not set (the per-feature
@@ -92,6 +93,10 @@ def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
                 snapshot_id=stored["snapshot_id"],
             ).set(1)
 
+    quality = summary.get("quality") or {}
+    if "versions" in quality:
+        _quality_gauges(gauge, quality)
+
     retrain = summary.get("retrain", {})
     gauge("triage_drift_retrain_triggered", "1 when the last run started a retrain Job.").set(
         1 if retrain.get("triggered") else 0
@@ -105,6 +110,67 @@ def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
         summary.get("finished_timestamp", 0)
     )
     return registry
+
+
+def _quality_gauges(gauge: Any, quality: Mapping[str, Any]) -> None:
+    """The realised quality of each served version, its manifest's held-out figures,
+    the label counts, and the settings the alert rules judge by (so the rules and the
+    job's retrain decision read the same tolerance and minimum)."""
+    realised = gauge(
+        "triage_quality_realised",
+        "Realised figure of a served version, on its labelled predictions of the window.",
+        ("version", "figure"),
+    )
+    held_out = gauge(
+        "triage_quality_manifest",
+        "The same figure on the version's held-out rows (its manifest).",
+        ("version", "figure"),
+    )
+    matrix = gauge(
+        "triage_quality_confusion_matrix",
+        "Labelled predictions of a version by true and predicted class.",
+        ("version", "actual", "predicted"),
+    )
+    labels = gauge(
+        "triage_quality_labels",
+        "Predictions of the window by label state: matched (labelled), pending (no label "
+        "yet), duplicate (extra labels ignored).",
+        ("version", "kind"),
+    )
+    for version, figures in quality["versions"].items():
+        for kind in ("matched", "pending", "duplicate"):
+            labels.labels(version=version, kind=kind).set(figures.get(kind, 0))
+        for name, value in (figures.get("figures") or {}).items():
+            if value is not None:
+                realised.labels(version=version, figure=name).set(value)
+        for name, value in (figures.get("manifest") or {}).items():
+            if value is not None:
+                held_out.labels(version=version, figure=name).set(value)
+        for actual, row in enumerate(figures.get("confusion_matrix") or []):
+            for predicted, count in enumerate(row):
+                matrix.labels(version=version, actual=str(actual), predicted=str(predicted)).set(
+                    count
+                )
+    counts = quality.get("labels", {})
+    gauge(
+        "triage_quality_unknown_labels",
+        "Labels of the window whose request id has no logged prediction.",
+    ).set(counts.get("unknown", 0))
+    gauge(
+        "triage_quality_ambiguous_labels",
+        "Labels whose request id was logged by two versions (left out).",
+    ).set(counts.get("ambiguous", 0))
+    tolerance = gauge(
+        "triage_quality_tolerance",
+        "How much worse than the manifest a judged figure may be (quality_tolerance); "
+        "only the judged figures have one.",
+        ("figure",),
+    )
+    for name in quality.get("judged", ()):
+        tolerance.labels(figure=name).set(quality["tolerance"])
+    gauge("triage_quality_min_labels", "Matched labels a version needs to be judged.").set(
+        quality.get("min_labels", 0)
+    )
 
 
 def push(

@@ -1,6 +1,8 @@
 """Writing a drift run's results through the storage layer, under
 ``reports/drift/<timestamp>/``: ``report.html`` for humans, ``snapshot.json``
-(Evidently's metrics and tests) for machines, and ``summary.json``, written last, the
+(Evidently's metrics and tests) for machines, ``quality-<version>.{html,json}`` for
+each version with labelled predictions (realised quality), and ``summary.json``,
+written last, the
 compact verdict that the CLI prints and dashboards link to.
 
 The retrain cooldown is recorded next to them, in ``reports/drift/last-retrain.json``.
@@ -58,10 +60,29 @@ class ReportLocation:
             content_type="application/json",
         )
 
+    def write_quality(self, version: str, html: str, snapshot_json: str) -> None:
+        """A served version's realised-quality report (``monitoring/quality.py``)."""
+        self.storage.write_bytes(
+            self.prefix + quality_html(version), html.encode("utf-8"), content_type="text/html"
+        )
+        self.storage.write_bytes(
+            self.prefix + quality_snapshot(version),
+            snapshot_json.encode("utf-8"),
+            content_type="application/json",
+        )
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.storage.write_bytes(
             self.prefix + SUMMARY_JSON, to_json(summary), content_type="application/json"
         )
+
+
+def quality_html(version: str) -> str:
+    return f"quality-{version}.html"
+
+
+def quality_snapshot(version: str) -> str:
+    return f"quality-{version}.json"
 
 
 def to_json(data: Any) -> bytes:

@@ -1,7 +1,9 @@
 """What a drift run starts: the retrain decision and its execution.
 
 A retrain starts only when the window had enough rows and drifted (dataset drift, or
-prediction drift unless that trigger is turned off), retraining is enabled,
+prediction drift unless that trigger is turned off), or the production version's
+realised quality decayed (``monitoring/quality.py``, unless that trigger is turned
+off), retraining is enabled,
 the last retrain a drift run started is older than the cooldown, and this run wins the
 retrain claim of its decision window (:mod:`core.claims`, shared with the scorer's
 ``POST /retrain``): of any number of drift runs and API calls in the same UTC hour,
@@ -55,23 +57,36 @@ def decide(
     now: datetime,
     cooldown_hours: float,
     drift_reason: str,
+    quality_decay: str | None = None,
 ) -> RetrainDecision:
-    """Pure: the same inputs always give the same answer, and each "no" says why."""
-    if insufficient_data:
-        return RetrainDecision(False, "insufficient data: nothing was judged")
-    if not drift_detected:
+    """Pure: the same inputs always give the same answer, and each "no" says why.
+
+    Drift and quality decay are two causes of one decision: a run where both hold
+    starts one retrain, under the same cooldown and claim, its reason naming both.
+    ``quality_decay`` says why the production version's realised quality decayed
+    (None: it did not, or was not judged); it is judged on labels, so it counts even
+    when the drift window had too few rows."""
+    causes = []
+    if drift_detected and not insufficient_data:
+        causes.append(f"drift ({drift_reason})")
+    if quality_decay:
+        causes.append(f"quality decay ({quality_decay})")
+    if not causes:
+        if insufficient_data:
+            return RetrainDecision(False, "insufficient data: nothing was judged")
         return RetrainDecision(False, f"no drift ({drift_reason})")
+    cause = "; ".join(causes)
     if mode is RetrainMode.DISABLED:
-        return RetrainDecision(False, f"drift ({drift_reason}), but retraining is disabled")
+        return RetrainDecision(False, f"{cause}, but retraining is disabled")
     if last_triggered_at is not None:
         ready_at = last_triggered_at + timedelta(hours=cooldown_hours)
         if now < ready_at:
             return RetrainDecision(
                 False,
-                f"drift ({drift_reason}), but the last retrain started at "
+                f"{cause}, but the last retrain started at "
                 f"{last_triggered_at.isoformat()}: cooldown until {ready_at.isoformat()}",
             )
-    return RetrainDecision(True, f"drift ({drift_reason})")
+    return RetrainDecision(True, cause)
 
 
 def last_triggered_at(storage: Storage) -> datetime | None:

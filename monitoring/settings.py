@@ -95,6 +95,39 @@ class MonitoringSettings(BaseSettings):
         "strong feature, such as the victims' age, moves the predictions first.",
     )
 
+    # --- realised quality from feedback labels (monitoring/quality.py) ----------------
+    quality_enabled: bool = Field(
+        True,
+        description="Measure each served version's realised quality from the feedback "
+        "labels in every drift run.",
+    )
+    quality_window_hours: float = Field(
+        168.0,
+        gt=0,
+        description="Predictions made in this many hours up to window_end are joined with "
+        "their labels: longer than the drift window, since labels arrive late.",
+    )
+    quality_min_labels: int = Field(
+        1000,
+        ge=1,
+        description="A version's realised quality is judged against its manifest (alerts, "
+        "retrain) only with at least this many labelled predictions (the sampling noise "
+        "it leaves is measured in docs/drift.md, 'Realised quality').",
+    )
+    quality_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Quality decay: a judged figure worse than the manifest's held-out one "
+        "by more than this (absolute; lower for accuracy, F1 and ROC-AUC, higher for the "
+        "Brier score).",
+    )
+    retrain_on_quality_decay: bool = Field(
+        True,
+        description="Also retrain when the production version's realised quality decayed "
+        "(same cooldown and claim as a drift retrain).",
+    )
+
     # --- where results go ------------------------------------------------------------
     pushgateway_url: str | None = Field(
         None, description="Pushgateway base URL (http://host:9091); unset: push nothing."
@@ -171,7 +204,7 @@ class MonitoringSettings(BaseSettings):
         14,
         ge=1,
         description="Inference-log days and drift reports older than this are deleted "
-        "(never a day of the drift window). Sized for a kind cluster's 5 Gi SeaweedFS "
+        "(never a day of the drift or quality window). Sized for a kind cluster's 5 Gi SeaweedFS "
         "claim from the measured bytes a row (docs/drift.md, 'Compaction and retention').",
     )
     feedback_retention_days: int | None = Field(

@@ -202,8 +202,43 @@ def _short(summary: Mapping[str, Any]) -> dict[str, Any]:
         "retrain": summary.get("retrain"),
         "report": summary.get("report"),
         "evidently_ui": summary.get("evidently_ui"),
+        "quality": summary.get("quality"),
         "seconds": summary.get("seconds"),
     }
+
+
+QUALITY_FIGURES = (
+    ("accuracy", "accuracy"),
+    ("f1", "F1"),
+    ("roc_auc", "ROC-AUC"),
+    ("brier", "Brier"),
+)
+
+
+def quality_lines(quality: Mapping[str, Any] | None) -> list[str]:
+    """The realised quality of each served version beside its manifest's figures."""
+    if not quality or "versions" not in quality:
+        return [f"  realised quality   {(quality or {}).get('error', 'not measured')}"]
+    labels = quality["labels"]
+    lines = [
+        f"  realised quality   {labels['matched']} labels matched, {labels['duplicate']} "
+        f"duplicate, {labels['unknown']} unknown (tolerance {quality['tolerance']}, "
+        f"judged from {quality['min_labels']} labels)"
+    ]
+    for version, measured in quality["versions"].items():
+        figures, held_out = measured["figures"], measured["manifest"] or {}
+        shown = ", ".join(
+            f"{label} {figures[name]:.3f} (held out {held_out[name]:.3f})"
+            if figures.get(name) is not None and held_out.get(name) is not None
+            else f"{label} {figures.get(name)}"
+            for name, label in QUALITY_FIGURES
+        )
+        decayed = ", ".join(measured["decayed"]) or "none"
+        lines.append(
+            f"    {version}: {measured['matched']} matched, {measured['pending']} pending; "
+            f"{shown or 'no figure yet'}; decayed: {decayed}"
+        )
+    return lines
 
 
 def run_demo(options: DemoOptions, *, keep: contextlib.ExitStack | None = None) -> dict[str, Any]:
@@ -402,6 +437,7 @@ def format_report(result: Mapping[str, Any]) -> str:
         f"  scorer serves      {served['after']}"
         + (" (picked up the promoted version)" if served["picked_up"] else "")
     )
+    lines += quality_lines(drifted.get("quality"))
     lines += [
         f"  HTML report 1      {normal['report'].get('html')}",
         f"  HTML report 2      {drifted['report'].get('html')}",

@@ -51,6 +51,18 @@ def http_get(url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
         return int(error.code), error.read()
 
 
+def http_post(url: str, body: bytes, *, timeout: float = 10.0) -> tuple[int, bytes]:
+    """A JSON POST; status and body as :func:`http_get` gives them."""
+    request = urllib.request.Request(  # noqa: S310 (our URL)
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
+
+
 def log_tail(log: Path | None, *, lines: int = 20, title: str = "server output") -> str:
     """The end of a process's log, for the message of a failed start. With ``lines=0``
     only where the log is: a message that must stay on one line (a command's error)."""

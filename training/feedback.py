@@ -12,11 +12,10 @@ Labels are read from the last ``days`` days' partitions (all of them by default:
 labels are the training data, and a compacted day is one file), each day read as
 ``core/partitions.py`` resolves it, compacted or not.
 
-One label per request id, by the scorer's rule, applied here again because replicas
-share no memory (two of them may each have accepted a label for the same id): the
-first label received wins, unless a later one is an explicit overwrite (sent with the
-admin key), and then the last overwrite wins. Every other label of the id is ignored
-and counted.
+One label per request id, by the scorer's rule (``core/feedback.py``, which the drift
+job's quality step reads with too): the first label received wins, unless a later one
+is an explicit overwrite, and then the last overwrite wins. Every other label of the
+id is ignored and counted.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core import contract, layout, partitions, request_ids
+from core.feedback import accepted_labels, read_labels
 from core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -60,25 +60,6 @@ class FeedbackRows:
         return len(self.table)
 
 
-def accepted_labels(feedback: pd.DataFrame) -> pd.DataFrame:
-    """One row per request id: its first label, or its last overwrite if any."""
-    if layout.OVERWRITE in feedback.columns:
-        overwrite = feedback[layout.OVERWRITE].fillna(False).astype(bool)
-    else:
-        overwrite = pd.Series(False, index=feedback.index)
-    ordered = feedback.assign(**{layout.OVERWRITE: overwrite}).sort_values(
-        layout.RECEIVED_AT, kind="stable"
-    )
-    first = ordered.drop_duplicates(layout.REQUEST_ID, keep="first")
-    overwrites = ordered[ordered[layout.OVERWRITE]].drop_duplicates(layout.REQUEST_ID, keep="last")
-    kept = first[~first[layout.REQUEST_ID].isin(overwrites[layout.REQUEST_ID])]
-    return pd.concat([kept, overwrites]).sort_values(layout.RECEIVED_AT, kind="stable")
-
-
-def _read_labels(data: bytes) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(data))
-
-
 def label_days(storage: Storage, days: int | None, today: date) -> list[date]:
     """The feedback partitions to read: the last ``days`` days up to ``today``, or
     every one stored when ``days`` is None."""
@@ -94,17 +75,12 @@ def load_feedback(
     None), as rows of the modelling table. A label without features gets them from the
     inference log, read only in the partitions of its request id's issue day."""
     today = today or datetime.now(UTC).date()
-    frames: list[pd.DataFrame] = []
-    files, unreadable = 0, 0
-    for day in label_days(storage, days, today):
-        read = partitions.read_day(storage, layout.FEEDBACK_PREFIX, day, _read_labels)
-        frames.extend(read.results)
-        files += read.files
-        unreadable += len(read.unreadable)
+    stored = read_labels(storage, label_days(storage, days, today))
+    files, unreadable = stored.files, stored.unreadable_files
     empty = pd.DataFrame(columns=[contract.ACCIDENT_ID, *contract.FEATURE_NAMES, contract.TARGET])
-    if not frames:
+    if stored.frame.empty:
         return FeedbackRows(empty, files, unreadable, 0)
-    feedback = pd.concat(frames, ignore_index=True)
+    feedback = stored.frame
     for name in contract.FEATURE_NAMES:
         if name not in feedback.columns:
             feedback[name] = None

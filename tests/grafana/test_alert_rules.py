@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "TriageDatasetDrift",
     "TriageDriftJobStale",
     "TriagePredictionMixShifted",
+    "TriageQualityBelowManifest",
 }
 
 PROMTOOL = shutil.which("promtool")

@@ -794,6 +794,11 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         "MONITORING_COOLDOWN_HOURS",
         "MONITORING_COMPACTION_ENABLED",
         "MONITORING_RETENTION_DAYS",
+        "MONITORING_QUALITY_ENABLED",
+        "MONITORING_QUALITY_WINDOW_HOURS",
+        "MONITORING_QUALITY_MIN_LABELS",
+        "MONITORING_QUALITY_TOLERANCE",
+        "MONITORING_RETRAIN_ON_QUALITY_DECAY",
     }
     assert rendered - set(DELIBERATE) <= checked
     values = chart_values()
@@ -806,6 +811,11 @@ def test_chart_defaults_are_the_code_defaults(render: Callable[..., Rendered]) -
         ("compactionEnabled", "compaction_enabled"),
         ("retentionDays", "retention_days"),
         ("feedbackRetentionDays", "feedback_retention_days"),
+        ("qualityEnabled", "quality_enabled"),
+        ("qualityWindowHours", "quality_window_hours"),
+        ("qualityMinLabels", "quality_min_labels"),
+        ("qualityTolerance", "quality_tolerance"),
+        ("retrainOnQualityDecay", "retrain_on_quality_decay"),
     ]:
         assert values["drift"][value] == defaults[field].default, value
 

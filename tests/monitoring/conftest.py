@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 
+from core.registry import Registry
 from core.storage import Storage, open_storage
 from monitoring.settings import MonitoringSettings
-from tests.monitoring.support import TrainedModel, publish_trained_model
+from tests.monitoring.support import (
+    METRICS,
+    MODEL_NAME,
+    NEW,
+    OLD,
+    TrainedModel,
+    publish_trained_model,
+    publish_version,
+)
 from tests.support import LOOPBACK, free_port, running_process
 
 # Evidently's telemetry must never try the network from a test.
@@ -83,3 +92,13 @@ def pushgateway() -> Iterator[str]:
     command = [binary, f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="]
     with running_process(command, ready_url=f"{url}/-/ready"):
         yield url
+
+
+@pytest.fixture
+def versions(registry_root: Path) -> Registry:
+    """Two versions with held-out metrics in the registry copy, the newer in production."""
+    publish_version(registry_root, OLD, METRICS)
+    publish_version(registry_root, NEW, {**METRICS, "accuracy": 0.9})
+    registry = Registry(open_storage(str(registry_root)), MODEL_NAME)
+    registry.promote(NEW, reason="test")
+    return registry

@@ -5,7 +5,8 @@ registry, and inference logs written exactly as the scorer writes them. A plain 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from core import contract, layout
 from core.registry import Registry
 from core.storage import Storage, open_storage
+from core.tables import FeedbackLabel, feedback_parquet
 from tools.simulate import contract_rows, synthetic_table
 from training.model import ModelKind, build_pipeline, positive_probability, to_onnx
 from training.train import reference_sample
@@ -167,3 +169,78 @@ def write_inference_logs(
         key = layout.partitioned_key(layout.INFERENCE_LOG_PREFIX, flushed, host)
         storage.write_bytes(key, inference_log_parquet([records[i] for i in chunk]))
     return count
+
+
+# --- realised quality: versions with held-out metrics, rows and labels by request id ---
+
+OLD = "20251201t000000-oldoldol"
+NEW = "20251215t000000-newnewne"
+
+
+def issued_id(when: datetime) -> str:
+    """An id in the scorer's format, issued at ``when`` (the MAC is not checked here)."""
+    return f"{int(when.timestamp()):08x}" + secrets.token_hex(16)
+
+
+def publish_version(registry_root: Any, version: str, metrics: dict[str, Any]) -> None:
+    """A version with the session model's files and the given held-out metrics."""
+    registry = Registry(open_storage(str(registry_root)), MODEL_NAME)
+    files = {
+        name: registry.read_file(VERSION, name)
+        for name in (layout.MODEL_JOBLIB, layout.MODEL_ONNX, layout.REFERENCE)
+    }
+    registry.publish(
+        version,
+        files,
+        {
+            "threshold": THRESHOLD,
+            "metrics": metrics,
+            "contract_fingerprint": contract.contract_fingerprint(),
+        },
+    )
+
+
+@dataclass
+class Traffic:
+    """Rows and labels written as the scorer writes them."""
+
+    storage: Storage
+    rows: list[tuple[str, float, str, float, int, dict[str, Any]]] = field(default_factory=list)
+
+    def predict(self, when: datetime, version: str, probability: float) -> str:
+        request_id = issued_id(when)
+        self.rows.append(
+            (request_id, when.timestamp(), version, probability, int(probability >= THRESHOLD), {})
+        )
+        return request_id
+
+    def flush(self, host: str = "scorer-0") -> None:
+        by_day: dict[Any, list[Any]] = {}
+        for row in self.rows:
+            by_day.setdefault(datetime.fromtimestamp(row[1], UTC).date(), []).append(row)
+        for day, rows in by_day.items():
+            written = datetime.fromtimestamp(max(r[1] for r in rows), UTC)
+            key = layout.day_partition_key(layout.INFERENCE_LOG_PREFIX, day, written, host)
+            self.storage.write_bytes(key, inference_log_parquet(rows))
+        self.rows = []
+
+    def label(
+        self, received: datetime, labels: list[tuple[str, int]], *, overwrite: bool = False
+    ) -> None:
+        stored = [
+            FeedbackLabel(rid, label, None, overwrite, received.timestamp() + n * 1e-3)
+            for n, (rid, label) in enumerate(labels)
+        ]
+        key = layout.partitioned_key(layout.FEEDBACK_PREFIX, received, f"scorer-{received:%H%M%S}")
+        self.storage.write_bytes(key, feedback_parquet(stored))
+
+
+METRICS = {
+    "accuracy": 0.8,
+    "precision": 0.7,
+    "recall": 0.6,
+    "f1": 0.65,
+    "roc_auc": 0.85,
+    "brier": 0.15,
+    "rows": 3000,
+}

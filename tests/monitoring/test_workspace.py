@@ -26,10 +26,17 @@ from monitoring.job import run_drift
 from monitoring.settings import MonitoringSettings
 from monitoring.workspace import EvidentlyUi, SnapshotKind, project_id, store_snapshot
 from tests.monitoring.conftest import NOW
-from tests.monitoring.support import MODEL_NAME, TrainedModel, live_rows, write_inference_logs
+from tests.monitoring.support import (
+    MODEL_NAME,
+    NEW,
+    Traffic,
+    TrainedModel,
+    live_rows,
+    write_inference_logs,
+)
 from tests.support import LOOPBACK, free_port, running_process
 from tools.demo import evidently_ui
-from tools.processes import http_get
+from tools.processes import http_get, http_post
 
 ROWS = 1200
 Settings = Callable[..., MonitoringSettings]
@@ -293,3 +300,45 @@ def test_project_ids_follow_the_name() -> None:
     assert (
         workspace.report_url("http://ui:8000/", "p", "s") == "http://ui:8000/projects/p/reports/s"
     )
+
+
+def _series(ui: str, project: str, panel: dict[str, Any]) -> list[dict[str, Any]]:
+    """The data the UI draws a panel with, asked as its page asks for it."""
+    filters = [
+        {key: value[key] for key in ("tags", "metadata", "metric", "metric_labels")}
+        for value in panel["values"]
+    ]
+    body = json.dumps({"series_filter": filters}).encode()
+    status, answer = http_post(f"{ui}/api/v2/snapshots/{project}/data_series_batch", body)
+    assert status in (200, 201), answer[:300]  # Litestar answers a POST with 201
+    series: list[dict[str, Any]] = json.loads(answer)["series"]
+    return series
+
+
+def test_a_drift_run_stores_each_versions_quality_snapshot_and_its_panel_has_data(
+    ui: str, project_name: str, make_settings: Settings, live_storage: Storage, versions: Any
+) -> None:
+    traffic = Traffic(live_storage)
+    ids = [traffic.predict(NOW - timedelta(minutes=i + 1), NEW, 0.8) for i in range(40)]
+    traffic.flush()
+    traffic.label(NOW, [(rid, i % 2) for i, rid in enumerate(ids)])
+    settings = make_settings(
+        evidently_ui_url=ui,
+        evidently_ui_project=project_name,
+        quality_min_labels=10,
+        compaction_enabled=False,
+    )
+    summary = run_drift(settings, now=NOW)
+    stored = summary["quality"]["versions"][NEW]["evidently_ui"]
+    assert stored["stored"] is True, stored
+    project = str(project_id(project_name))
+    [snapshot] = [s for s in _snapshots(ui, project) if s["tags"] == ["quality"]]
+    assert snapshot["id"] == stored["snapshot_id"]
+    assert snapshot["metadata"]["model_version"] == NEW
+    dashboard = _get(f"{ui}/api/v2/dashboards/{project}")
+    [panel] = [p for p in dashboard["panels"] if p["title"] == "Model quality from feedback labels"]
+    drawn = {s["metric_type"].rsplit(":", 1)[-1]: s["values"] for s in _series(ui, project, panel)}
+    figures = summary["quality"]["versions"][NEW]["figures"]
+    # Half the labels say prioritaire and every prediction did: accuracy 0.5.
+    assert drawn["Accuracy"] == [pytest.approx(figures["accuracy"])] == [pytest.approx(0.5)]
+    assert set(drawn) >= {"Accuracy", "Precision", "Recall", "F1Score"}

@@ -98,6 +98,13 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     assert result["drifted_traffic"]["feedback"]["sent"] > 300
     for run in (normal, drifted):
         assert Path(run["report"]["html"].removeprefix("file://")).is_file()
+    # The labels of the drifted phase measure the first model's realised quality.
+    quality = drifted["quality"]
+    first = result["first_model"]["version"]
+    assert quality["labels"]["matched"] == quality["versions"][first]["matched"] > 300
+    assert quality["versions"][first]["figures"]["accuracy"] is not None
+    assert Path(quality["versions"][first]["report"].removeprefix("file://")).is_file()
+    assert "realised quality" in completed.stdout
 
     # Both runs' reports are in the Evidently UI the demo started; its URL is printed.
     ui = result["evidently_ui"]
