@@ -7,13 +7,14 @@ figures are in docs/scorer.md, "Speed"), no per-row metric lookups (label childr
 are resolved per version), no thread hand-off for small inputs (the call is shorter
 than the hand-off).
 
-Single-row requests that reach the model in the same event-loop turn share one model
-call (``Scorer.score_one``): under concurrent load most of a lone call's time is
+Under concurrent load, single-row requests that reach the model in the same event-loop
+turn share one model call (``Scorer.score_one``): most of a lone call's time is
 spent fetching the model's trees back into the CPU caches that the rest of the
 request evicted, so a call for several rows costs little more than a call for one.
 Each row's probability is the same as scored alone (the model scores rows
 independently; a test checks it), and no request waits for later traffic: the
-shared call runs as soon as the requests already running have reached it.
+shared call runs as soon as the requests already running have reached it. Requests
+that come one at a time are scored at once, as waiting would only cost them a turn.
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ class Scorer:
         self.stats = stats
         self._bands: tuple[LoadedModel, ConfidenceTiers | ConfidenceBands] | None = None
         self._waiting: list[_Waiting] = []
+        self._sharing = False
+        self._turn_rows = 0
 
     def tiers_of(self, loaded: LoadedModel) -> ConfidenceTiers | ConfidenceBands:
         """The served model's measured tiers, read from its manifest once per loaded
@@ -187,24 +190,45 @@ class Scorer:
             self._bands = cached
         return cached[1]
 
+    @property
+    def sharing(self) -> bool:
+        """Whether single-row requests now wait to share a model call: only after a
+        turn in which several of them reached the model, and until a shared call
+        finds a request alone; a lone request (concurrency 1) is scored at once."""
+        return self._sharing
+
     async def score_one(
         self, loaded: LoadedModel, row: Mapping[str, Any], request_id: str
     ) -> dict[str, Any]:
-        """The answer for one validated row. The row waits, at most until the requests
-        already running have reached this point, to share a model call with them."""
+        """The answer for one validated row. While requests come together, the row
+        waits, at most until the requests already running have reached this point,
+        to share a model call with them."""
+        matrix = encode_one(row)
         loop = asyncio.get_running_loop()
+        if not self._sharing:
+            self._turn_rows += 1
+            if self._turn_rows == 1:
+                # Runs after the callbacks already queued: the other requests of this turn.
+                loop.call_soon(self._end_turn)
+            return self._score(loaded, matrix, ((row, request_id),))[0]
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         waiting = self._waiting
         if not waiting:
-            # Runs after the callbacks already queued: the other requests of this turn.
-            loop.call_soon(self._score_waiting)
-        waiting.append(_Waiting(loaded, encode_one(row), row, request_id, answer))
+            loop.call_soon(self._score_waiting)  # as above: after this turn's requests
+        waiting.append(_Waiting(loaded, matrix, row, request_id, answer))
         if len(waiting) >= SHARED_CALL_MAX_ROWS:
             self._score_waiting()
         return await answer
 
+    def _end_turn(self) -> None:
+        self._sharing = self._turn_rows > 1
+        self._turn_rows = 0
+
     def _score_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
+        if not waiting:  # taken early by a full group
+            return
+        self._sharing = len(waiting) > 1
         # Not the rows of requests cancelled meanwhile: they get no answer, so they
         # must not be logged or counted either.
         waiting = [item for item in waiting if not item.answer.cancelled()]
@@ -222,7 +246,7 @@ class Scorer:
     def _score_group(self, loaded: LoadedModel, group: list[_Waiting]) -> None:
         matrix = group[0].matrix if len(group) == 1 else np.concatenate([w.matrix for w in group])
         try:
-            probabilities = loaded.model.predict_proba(matrix)
+            answers = self._score(loaded, matrix, [(w.row, w.request_id) for w in group])
         except Exception as error:
             if len(group) > 1:
                 # Alone, so a row the model cannot score fails only its own request.
@@ -231,46 +255,60 @@ class Scorer:
                 return
             group[0].answer.set_exception(error)
             return
+        for item, answer in zip(group, answers, strict=True):
+            item.answer.set_result(answer)
+
+    def _score(
+        self,
+        loaded: LoadedModel,
+        matrix: np.ndarray,
+        requests: Sequence[tuple[Mapping[str, Any], str]],
+    ) -> list[dict[str, Any]]:
+        """One model call for ``matrix``, whose rows are those of ``requests`` (each
+        row's values and request id); the answers, counted and logged."""
+        probabilities = loaded.model.predict_proba(matrix)
         threshold = loaded.threshold
         version = loaded.version
         tiers = self.tiers_of(loaded)
         record = self.metrics.record_one
         stats = self.stats
         by_label, by_tier = stats.by_label, stats.by_tier
-        for item, probability in zip(group, probabilities.tolist(), strict=True):
+        answers = []
+        for (_, request_id), probability in zip(requests, probabilities.tolist(), strict=True):
             prediction = 1 if probability >= threshold else 0
             tier = tiers.index(probability, threshold)
             record(version, prediction, probability, tier)
             by_label[prediction] += 1
             by_tier[tier] += 1
-            item.answer.set_result(
+            answers.append(
                 {
                     "prediction": prediction,
                     "label": LABELS[prediction],
                     "probability": probability,
                     "confidence": TIERS[tier],
                     "model_version": version,
-                    "request_id": item.request_id,
+                    "request_id": request_id,
                 }
             )
-        count = len(group)
+        count = len(requests)
         stats.predictions += count
         stats.by_version[version] = stats.by_version.get(version, 0) + count
         if self.inference_log is not None:
-            # One chunk for the group: fewer objects per request for the buffer (and
-            # the garbage collector) to hold until the flush.
+            # One chunk for a shared call: fewer objects per request for the buffer
+            # (and the garbage collector) to hold until the flush.
             self.inference_log.add(
                 LogChunk(
-                    tuple(item.request_id for item in group),
+                    tuple(request_id for _, request_id in requests),
                     time.time(),
                     version,
                     threshold,
                     probabilities,
                     matrix,
-                    tuple(item.row["lat"] for item in group),
-                    tuple(item.row["long"] for item in group),
+                    tuple(row["lat"] for row, _ in requests),
+                    tuple(row["long"] for row, _ in requests),
                 )
             )
+        return answers
 
     async def score_many(
         self, loaded: LoadedModel, rows: Sequence[Mapping[str, Any]], request_id: str

@@ -168,6 +168,40 @@ def validated_rows(count: int, seed: int = 9) -> list[dict[str, Any]]:
     return [feature_row(AccidentFeatures.model_validate(random_row(rng))) for _ in range(count)]
 
 
+async def sharing_scorer(loaded: LoadedModel) -> Scorer:
+    """A scorer that has seen two requests reach the model in one turn."""
+    scorer = new_scorer()
+    rows = validated_rows(2, seed=1)
+    await asyncio.gather(*(scorer.score_one(loaded, row, "warm-up") for row in rows))
+    assert scorer.sharing
+    assert isinstance(loaded.model, CountingModel)
+    loaded.model.calls.clear()
+    return scorer
+
+
+def test_requests_share_calls_only_while_they_come_together(registry: Registry) -> None:
+    loaded = loaded_models(registry)[V1]
+    model = loaded.model
+    assert isinstance(model, CountingModel)
+    rows = validated_rows(4)
+
+    async def scenario() -> None:
+        scorer = new_scorer()
+        await scorer.score_one(loaded, rows[0], "lone")
+        await asyncio.sleep(0)
+        assert model.calls == [1] and not scorer.sharing
+        # A first burst is scored at once, and switches to shared calls.
+        await asyncio.gather(*(scorer.score_one(loaded, row, "burst") for row in rows[:3]))
+        assert model.calls == [1, 1, 1, 1] and scorer.sharing
+        await asyncio.gather(*(scorer.score_one(loaded, row, "burst") for row in rows))
+        assert model.calls == [1, 1, 1, 1, 4] and scorer.sharing
+        # A shared call that finds a request alone switches back.
+        await scorer.score_one(loaded, rows[0], "lone")
+        assert model.calls == [1, 1, 1, 1, 4, 1] and not scorer.sharing
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_single_rows_share_one_model_call_with_the_answers_they_get_alone(
     registry: Registry,
 ) -> None:
@@ -181,10 +215,12 @@ def test_concurrent_single_rows_share_one_model_call_with_the_answers_they_get_a
         return [await scorer.score_one(loaded, row, f"id-{i}") for i, row in enumerate(rows)]
 
     async def together() -> tuple[list[dict[str, Any]], ScoringStats]:
-        scorer = new_scorer()
+        scorer = await sharing_scorer(loaded)
+        predictions = scorer.stats.predictions
         answers = await asyncio.gather(
             *(scorer.score_one(loaded, row, f"id-{i}") for i, row in enumerate(rows))
         )
+        assert scorer.stats.predictions == predictions + 10
         return answers, scorer.stats
 
     expected = asyncio.run(alone())
@@ -194,7 +230,7 @@ def test_concurrent_single_rows_share_one_model_call_with_the_answers_they_get_a
     assert model.calls == [10]
     assert answers == expected
     assert [a["request_id"] for a in answers] == [f"id-{i}" for i in range(10)]
-    assert stats.predictions == 10 and sum(stats.by_label) == 10 and sum(stats.by_tier) == 10
+    assert sum(stats.by_label) == stats.predictions == sum(stats.by_tier)
 
 
 def test_at_most_the_cap_of_rows_share_a_call(registry: Registry) -> None:
@@ -204,7 +240,7 @@ def test_at_most_the_cap_of_rows_share_a_call(registry: Registry) -> None:
     rows = validated_rows(SHARED_CALL_MAX_ROWS + 6)
 
     async def scenario() -> None:
-        scorer = new_scorer()
+        scorer = await sharing_scorer(loaded)
         await asyncio.gather(*(scorer.score_one(loaded, row, "id") for row in rows))
 
     asyncio.run(scenario())
@@ -217,10 +253,10 @@ def test_a_row_the_model_cannot_score_fails_only_its_own_request(registry: Regis
     assert isinstance(model, CountingModel)
     rows = validated_rows(3)
     rows[1] = {**rows[1], "nb_vehicules": 7}
-    model.refused_vehicles = 7.0
 
     async def scenario() -> list[Any]:
-        scorer = new_scorer()
+        scorer = await sharing_scorer(loaded)
+        model.refused_vehicles = 7.0
         return await asyncio.gather(
             *(scorer.score_one(loaded, row, f"id-{i}") for i, row in enumerate(rows)),
             return_exceptions=True,
@@ -238,7 +274,7 @@ def test_each_request_is_scored_by_the_model_it_read_across_a_swap(registry: Reg
     versions = [V1, V1, V2, V2, V1, V2]
 
     async def scenario() -> list[dict[str, Any]]:
-        scorer = new_scorer()
+        scorer = await sharing_scorer(models[V1])
         return await asyncio.gather(
             *(
                 scorer.score_one(models[version], row, "id")
@@ -262,7 +298,7 @@ def test_a_request_cancelled_while_waiting_is_neither_scored_nor_counted(
     rows = validated_rows(3)
 
     async def scenario() -> tuple[list[Any], ScoringStats]:
-        scorer = new_scorer()
+        scorer = await sharing_scorer(loaded)
         tasks = [asyncio.create_task(scorer.score_one(loaded, row, "id")) for row in rows]
         await asyncio.sleep(0)  # every task is now waiting for the shared call
         tasks[1].cancel()
@@ -272,4 +308,4 @@ def test_a_request_cancelled_while_waiting_is_neither_scored_nor_counted(
     results, stats = asyncio.run(scenario())
     assert isinstance(results[1], asyncio.CancelledError)
     assert model.calls == [2]
-    assert stats.predictions == 2
+    assert stats.predictions == 2 + 2  # and the warm-up's two
