@@ -122,7 +122,7 @@ def build_routes(batch_request: type[BaseModel], batch_limit: int) -> InferenceR
         features = parse_json_body(AccidentFeatures, await request.body())
         state = scorer_state(request)
         loaded = serving_model(state)
-        result = state.scorer.score_one(loaded, feature_row(features), issued_id_of(request))
+        result = await state.scorer.score_one(loaded, feature_row(features), issued_id_of(request))
         return FastJSONResponse(result)
 
     @router.post(

@@ -39,6 +39,19 @@ def test_a_malformed_storage_uri_exits_2(
     assert "unsupported storage URI" in capsys.readouterr().err
 
 
+def test_the_heap_is_frozen_and_young_collections_are_spaced_out() -> None:
+    # In a child: freezing and thresholds are the whole process's.
+    probe = (
+        "import gc; from service.__main__ import settle_heap, YOUNG_GENERATION_THRESHOLD as T;"
+        "before = gc.get_freeze_count(); settle_heap();"
+        "print(before, gc.get_freeze_count() > 1000, gc.get_threshold()[0] == T)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["0", "True", "True"]
+
+
 @pytest.mark.servers
 def test_sigterm_flushes_the_inference_log_and_exits(registry_root: Path, tmp_path: Path) -> None:
     port = free_port()

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,3 +110,21 @@ def test_each_app_has_its_own_registry() -> None:
     first.model_swapped("a", "onnxruntime", 0.1, None, selection="following")
     assert b'version="a"' in generate_latest(first.registry)
     assert b'version="a"' not in generate_latest(second.registry)
+
+
+def test_http_metrics_cache_only_the_app_routes(client: TestClient) -> None:
+    from service.http_metrics import _InstrumentationMiddleware
+
+    for i in range(30):
+        assert client.get(f"/no-such-path-{i}").status_code == 404
+    assert client.post("/predict", json=ROW).status_code == 200
+    assert client.post("/predict", json=ROW).status_code == 200
+    layer: Any = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, _InstrumentationMiddleware):
+        layer = layer.app
+    assert set(layer._handled) == {("POST", "/predict")}
+    metrics = client.get("/metrics").text
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"} 30.0' in metrics
+    assert 'http_requests_total{handler="/predict",method="POST",status="2xx"} 2.0' in metrics
+    assert 'http_request_duration_seconds_count{handler="/predict",method="POST"} 2.0' in metrics
+    assert 'http_requests_inprogress{handler="/predict",method="POST"} 0.0' in metrics
