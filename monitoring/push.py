@@ -25,6 +25,27 @@ log = logging.getLogger(__name__)
 JOB = "drift"
 
 
+def step_errors(summary: Mapping[str, Any]) -> dict[str, int]:
+    """The errors of the steps that report a failure in the summary and go on: unseen
+    there, a compaction failing every night would only show as storage costs growing."""
+    errors: dict[str, int] = {}
+    compaction = summary.get("compaction")
+    if compaction is not None:
+        errors["compaction"] = (
+            1
+            if "error" in compaction
+            else sum(
+                len(part.get("errors", ()))
+                for part in compaction.values()
+                if isinstance(part, dict)
+            )
+        )
+    quality = summary.get("quality")
+    if quality is not None:
+        errors["quality"] = 1 if "error" in quality else 0
+    return errors
+
+
 def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
     """The gauges of one run, from its summary (see :func:`monitoring.job.run_drift`)."""
     registry = CollectorRegistry()
@@ -96,6 +117,14 @@ def build_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
     quality = summary.get("quality") or {}
     if "versions" in quality:
         _quality_gauges(gauge, quality)
+    failures = gauge(
+        "triage_drift_step_errors",
+        "Errors of the run's housekeeping steps, which never stop the run: compaction "
+        "(days that failed, or the whole step) and quality (the step failed).",
+        ("step",),
+    )
+    for step, errors in step_errors(summary).items():
+        failures.labels(step=step).set(errors)
 
     retrain = summary.get("retrain", {})
     gauge("triage_drift_retrain_triggered", "1 when the last run started a retrain Job.").set(

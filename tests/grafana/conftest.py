@@ -131,6 +131,9 @@ def push_drift_metrics(
     gauge("triage_drift_last_retrain_timestamp_seconds").set(last_retrain)
     gauge("triage_drift_last_success_timestamp_seconds").set(finished)
     gauge("triage_drift_ui_snapshot_stored").set(1)
+    step_errors = gauge("triage_drift_step_errors", ("step",))
+    step_errors.labels("compaction").set(0)
+    step_errors.labels("quality").set(0)
     report = gauge("triage_drift_report_info", ("run", "project_id", "snapshot_id"))
     report.labels(f"run-{seed}", "project", f"snapshot-{seed}").set(1)
     # Realised quality of one version: labels accumulate from run to run, and the

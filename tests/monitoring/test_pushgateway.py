@@ -108,3 +108,31 @@ def test_an_unreachable_pushgateway_is_a_one_line_error() -> None:
     with pytest.raises(PushError, match="cannot push metrics to the Pushgateway") as caught:
         push.push(url, push.build_registry(_summary()), timeout=2)
     assert "\n" not in str(caught.value)
+
+
+def test_the_errors_of_steps_that_let_the_run_go_on_are_pushed(pushgateway: str) -> None:
+    day_failed = {"errors": ["2026-11-20: cannot delete ..."], "days_compacted": []}
+    compaction = {"inference-logs": day_failed, "feedback": {"errors": []}, "reports_deleted": 3}
+    push.push(
+        pushgateway,
+        push.build_registry(_summary(compaction=compaction, quality={"error": "no registry"})),
+        timeout=5,
+    )
+    samples = samples_of(pushgateway)
+    assert samples[("triage_drift_step_errors", (("step", "compaction"),))] == 1
+    assert samples[("triage_drift_step_errors", (("step", "quality"),))] == 1
+
+    whole_step = {"error": "storage unreachable"}
+    healthy_quality = {"labels": {"matched": 0}, "versions": {}}
+    push.push(
+        pushgateway,
+        push.build_registry(_summary(compaction=whole_step, quality=healthy_quality)),
+        timeout=5,
+    )
+    samples = samples_of(pushgateway)
+    assert samples[("triage_drift_step_errors", (("step", "compaction"),))] == 1
+    assert samples[("triage_drift_step_errors", (("step", "quality"),))] == 0
+
+    # Steps turned off (None in the summary) push nothing: no false "0 errors".
+    push.push(pushgateway, push.build_registry(_summary(compaction=None, quality=None)), timeout=5)
+    assert not any(name == "triage_drift_step_errors" for name, _ in samples_of(pushgateway))
