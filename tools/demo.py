@@ -325,46 +325,38 @@ def run_demo(options: DemoOptions, *, keep: contextlib.ExitStack | None = None) 
         )
         result["scorer"] = {"url": base_url, "log": str(log_file)}
 
-        log.info("demo 4/7: normal traffic", extra={"rate": options.rate})
-        normal_start = datetime.now(UTC) - timedelta(seconds=1)
-        normal = simulate(
-            base_url,
-            normal_rows,
-            normal_labels,
-            rate=options.rate,
-            duration=options.seconds,
-            seed=options.seed,
-        )
-        _check_traffic("normal", normal, log_file)
-        wait_for_flush(base_url, normal["ok"])
-        result["normal_traffic"] = normal
-        log.info("demo 5/7: drift job on the normal traffic")
-        result["drift_run_normal"] = _short(
-            run_drift(
-                _drift_settings(options, registry, raw, normal_start, pushgateway_url, ui_url)
+        def phase(
+            name: str, drift_step: str, rows: Any, labels: Any, logged_before: int, **feedback: Any
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            """One kind of traffic, flushed to the inference log, then the drift job on
+            exactly that traffic's window."""
+            start = datetime.now(UTC) - timedelta(seconds=1)
+            traffic = simulate(
+                base_url, rows, labels, rate=options.rate, duration=options.seconds, **feedback
             )
-        )
+            _check_traffic(name, traffic, log_file)
+            wait_for_flush(base_url, logged_before + traffic["ok"])
+            result[f"{name}_traffic"] = traffic
+            log.info(f"demo {drift_step}: drift job on the {name} traffic")
+            summary = run_drift(
+                _drift_settings(options, registry, raw, start, pushgateway_url, ui_url)
+            )
+            result[f"drift_run_{name}"] = _short(summary)
+            return traffic, summary
 
+        log.info("demo 4/7: normal traffic", extra={"rate": options.rate})
+        normal, _ = phase("normal", "5/7", normal_rows, normal_labels, 0, seed=options.seed)
         log.info("demo 6/7: drifted traffic", extra={"drift": options.drift})
-        drifted_start = datetime.now(UTC) - timedelta(seconds=1)
-        drifted = simulate(
-            base_url,
+        _, second = phase(
+            "drifted",
+            "7/7",
             drifted_rows,
             drifted_labels,
-            rate=options.rate,
-            duration=options.seconds,
+            normal["ok"],
             feedback_share=options.feedback_share,
             feedback_delay=options.feedback_delay,
             seed=options.seed + 1,
         )
-        _check_traffic("drifted", drifted, log_file)
-        wait_for_flush(base_url, normal["ok"] + drifted["ok"])
-        result["drifted_traffic"] = drifted
-        log.info("demo 7/7: drift job on the drifted traffic")
-        second = run_drift(
-            _drift_settings(options, registry, raw, drifted_start, pushgateway_url, ui_url)
-        )
-        result["drift_run_drifted"] = _short(second)
 
         training = second.get("retrain", {}).get("training") or {}
         new_version = training.get("version") if training.get("promoted") else None
