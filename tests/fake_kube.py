@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from core.k8s_jobs import KubeClient
+from tests.support import LOOPBACK, serving
 
-LOOPBACK = "127.0.0.1"
 _CRONJOB = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/cronjobs/([^/]+)$")
 _JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs$")
 
@@ -372,11 +372,5 @@ def fake_kube_server(tls: TlsFiles | None = None) -> Iterator[FakeKube]:
         scheme = "https"
     kube = FakeKube(host=f"{scheme}://{LOOPBACK}:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(kube)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield kube
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import shutil
+import socketserver
 import subprocess
 import sys
 import threading
@@ -48,6 +49,20 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` (a test's own small HTTP server on loopback) answering on a thread
+    until the block ends; then shut down, its socket closed and the thread joined."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def moto_server_command(port: int) -> list[str]:

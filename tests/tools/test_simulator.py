@@ -21,7 +21,7 @@ import pytest
 
 from core import contract
 from service.schemas import AccidentFeatures
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, free_port, serving
 from tools.simulate import contract_rows, simulate, synthetic_table
 
 pytestmark = pytest.mark.servers
@@ -90,14 +90,8 @@ def fake_scorer() -> Iterator[FakeScorer]:
 
     server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     scorer.url = f"http://{LOOPBACK}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield scorer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")

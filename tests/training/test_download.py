@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, free_port, serving
 from training import baac, download
 from training.errors import DownloadError
 
@@ -161,14 +161,8 @@ def datagouv(tiny_year) -> Iterator[FakeDataGouv]:
         state.files[name] = tiny.text(table).encode("latin-1")
     server = ThreadingHTTPServer((LOOPBACK, 0), _handler(state))
     state.base = f"http://{LOOPBACK}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _leftovers(folder: Path) -> list[str]:
