@@ -269,4 +269,45 @@ print(f"read back in the scorer image: {scored} scored rows, {labels} label")
 docker rm "$container" >/dev/null
 container=""
 
+# --- 6. the Evidently UI from the jobs image, as the chart runs it ---------------------
+port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+step "Evidently UI from the jobs image on 127.0.0.1:$port (read-only root, a volume for /data)"
+ui_data="$work/evidently-ui"
+mkdir -p "$ui_data"
+chown "$EXPECTED_UID:$EXPECTED_UID" "$ui_data" 2>/dev/null || chmod 0777 "$ui_data"
+ui_secret="smoke-$$"
+container="triage-smoke-ui-$$"
+docker run -d --name "$container" --network host "${HARDENING[@]}" \
+    -v "$ui_data:/data" -e DO_NOT_TRACK=1 -e EVIDENTLY_SECRET="$ui_secret" \
+    "$JOBS_IMAGE" python -m evidently.cli ui --host=127.0.0.1 --port="$port" --workspace=/data \
+    >/dev/null
+deadline=$((SECONDS + READY_TIMEOUT))
+until curl -fsS --max-time 2 "http://127.0.0.1:$port/api/version" >"$work/ui-version.json" 2>/dev/null; do
+    [ "$(docker inspect -f '{{.State.Running}}' "$container")" = "true" ] || fail "the Evidently UI container exited"
+    [ "$SECONDS" -lt "$deadline" ] || fail "the Evidently UI did not answer within ${READY_TIMEOUT} s"
+    sleep 1
+done
+echo "version: $(cat "$work/ui-version.json")"
+# A write as the drift job makes it (with the secret), then read back; without the
+# secret the UI refuses it.
+"$PYTHON" - "http://127.0.0.1:$port" "$ui_secret" <<'PY' || fail "the Evidently UI did not store a project"
+import sys
+
+from monitoring.workspace import EvidentlyUi, WorkspaceError
+
+url, secret = sys.argv[1:]
+try:
+    EvidentlyUi(url).ensure_project("smoke-without-secret")
+except WorkspaceError:
+    pass
+else:
+    raise SystemExit("a write without the secret was accepted")
+project = EvidentlyUi(url, secret=secret).ensure_project("smoke")
+assert EvidentlyUi(url).find_project(project) is not None, project
+print(f"project {project} stored and read back")
+PY
+find "$ui_data" -type f | grep -q . || fail "nothing written under the UI's /data volume"
+docker rm -f "$container" >/dev/null
+container=""
+
 step "docker smoke test passed in $((SECONDS - started)) s"
