@@ -206,8 +206,6 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
                     self._send(200, cronjob)
                 return
             if match := _JOBS.match(path):
-                if kube.list_barrier is not None:
-                    kube.list_barrier.wait(timeout=10)
                 selector = query.get("labelSelector", [""])[0]
                 with kube.lock:
                     items = [
@@ -216,6 +214,11 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
                         if namespace == match[1]
                         and _matches(job["metadata"].get("labels", {}), selector)
                     ]
+                if kube.list_barrier is not None:
+                    # After the listing: each answer is what the list found before any
+                    # caller could create (a caller creates only once answered), however
+                    # late this thread runs once released.
+                    kube.list_barrier.wait(timeout=60)
                 self._send(
                     200,
                     {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": items},
