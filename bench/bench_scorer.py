@@ -147,6 +147,19 @@ def train(workdir: Path, accidents: int, model_kind: str) -> dict[str, Any]:
     return summary
 
 
+def scorer_env(workdir: Path) -> dict[str, str]:
+    """The scorer's environment in the benchmarks: the model trained under ``workdir``,
+    the inference log on (under it), quiet logs, no retraining."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SCORER_REGISTRY_URI": str(workdir / "registry"),
+        "SCORER_INFERENCE_LOG_URI": str(workdir / "logs"),
+        "SCORER_LOG_LEVEL": "WARNING",
+        "SCORER_RETRAIN_MODE": "disabled",
+    }
+
+
 def request_rows(workdir: Path, count: int) -> list[dict[str, Any]]:
     """Distinct, contract-valid rows from synthetic accidents other than the training
     ones, as a client would send them (nulls for missing values)."""
@@ -351,14 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps({"rows": rows[start : start + 1000]}).encode() for start in (0, 500, 1000)
         ]
 
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "SCORER_REGISTRY_URI": str(workdir / "registry"),
-            "SCORER_INFERENCE_LOG_URI": str(workdir / "logs"),
-            "SCORER_LOG_LEVEL": "WARNING",
-            "SCORER_RETRAIN_MODE": "disabled",
-        }
+        env = scorer_env(workdir)
         scorer_port, floor_port = free_port(), free_port()
         figures: dict[str, Any] = {
             "model_version": summary.get("version"),

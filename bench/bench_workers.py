@@ -32,7 +32,7 @@ from typing import Any
 # Run as a script: the checkout's root on the path for `tools` and `bench`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_scorer import request_rows, run_wrk, train
+from bench.bench_scorer import request_rows, run_wrk, scorer_env, train
 from tools.processes import LOOPBACK as HOST
 from tools.processes import free_port, running_process
 
@@ -84,14 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train(workdir, args.accidents, "hist-gradient-boosting")
         bodies = workdir / "bodies.jsonl"
         bodies.write_text("\n".join(json.dumps(row) for row in request_rows(workdir, 2000)))
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "SCORER_REGISTRY_URI": str(workdir / "registry"),
-            "SCORER_INFERENCE_LOG_URI": str(workdir / "logs"),
-            "SCORER_LOG_LEVEL": "WARNING",
-            "SCORER_RETRAIN_MODE": "disabled",
-        }
+        env = scorer_env(workdir)
         results: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.runs):
             for workers in (1, 2):
